@@ -1,0 +1,3 @@
+"""Replica: clone how one person texts with QLoRA."""
+
+__version__ = "0.1.0"
