@@ -1,0 +1,148 @@
+"""Load chat exports (WhatsApp .txt, Telegram result.json, Messenger/Instagram message_N.json) by content."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from replica.errors import ReplicaInputError
+from replica.ingest.message import Message
+from replica.ingest.messenger import looks_like_messenger, parse_messenger
+from replica.ingest.sources import decode_text, is_zip, iter_files, reason_of
+from replica.ingest.telegram import looks_like_telegram, parse_telegram
+from replica.ingest.whatsapp import DATE_ORDERS, looks_like_whatsapp, parse_whatsapp
+
+SUPPORTED = "a WhatsApp .txt export, a Telegram result.json or a Messenger/Instagram message_N.json"
+
+# "WhatsApp Chat with Luca", "Chat WhatsApp con Luca", "WhatsApp Chat - Luca" (iOS zip), ...
+_WHATSAPP_PREFIX = re.compile(
+    r"^(?:whats\s?app[- ]chat|chat\s+(?:de\s+|do\s+)?whats\s?app|discussion\s+whats\s?app|"
+    r"conversa\s+do\s+whats\s?app|whats\s?app[- ]gesprek)\s*(?:with|con|avec|mit|com|met|-|–|—)\s+",
+    re.IGNORECASE,
+)
+_IOS_STEM = "_chat"  # iOS names every export _chat.txt; the chat name is on its zip
+_MAX_SKIPS_LISTED = 5
+
+
+@dataclass
+class LoadResult:
+    messages: list[Message] = field(default_factory=list)  # all messages, oldest first (stable sort by time)
+    owners: set[str] = field(default_factory=set)  # owner names the exports declare (Telegram personal_information)
+    files: list[str] = field(default_factory=list)  # display names of files that were parsed
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (display name, reason), folder/zip runs only
+
+
+def load_exports(paths: Sequence[str | Path], *, date_order: str = "auto") -> LoadResult:
+    """Parse every export under `paths`; explicit bad files raise, bad files inside folders/zips are skipped."""
+    if date_order not in DATE_ORDERS:
+        choices = ", ".join(DATE_ORDERS)
+        raise ReplicaInputError(f"date_order {date_order!r} is not one of {choices}; fix `date_order`")
+    result = LoadResult()
+    threads: dict[str, list[tuple[str, dict, bool]]] = {}
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise ReplicaInputError("no such file or folder; check the path in `exports`", path=str(path))
+        explicit = path.is_file() and not is_zip(path)
+        for name, data in iter_files(path, result.skipped):
+            try:
+                part = _load_one(name, data, date_order, result)
+                if part is not None:
+                    threads.setdefault(_thread_key(name, part), []).append((name, part, explicit))
+            except ReplicaInputError as err:
+                if explicit:
+                    raise
+                result.skipped.append((name, reason_of(err)))
+    for parts in threads.values():
+        _load_thread(parts, result)
+    if not result.messages:
+        raise ReplicaInputError(_nothing_found(paths, result))
+    result.messages.sort(key=lambda message: message.time)
+    return result
+
+
+def _load_one(name: str, data: bytes, date_order: str, result: LoadResult) -> dict | None:
+    """Parse one file into `result`; a Messenger part is returned instead, to be merged with its thread."""
+    if not data or data.isspace():
+        raise ReplicaInputError("empty file; export the chat again", path=name)
+    text = decode_text(data)
+    if text is None:
+        raise ReplicaInputError(f"binary file, not a chat export; pass {SUPPORTED}", path=name)
+    head = text.lstrip()[:200].lower()
+    if head.startswith("{"):
+        obj = _json(text, name)
+        if looks_like_telegram(obj):
+            messages, owners = parse_telegram(obj, source=name)
+            result.messages.extend(messages)
+            result.owners |= owners
+            result.files.append(name)
+        elif looks_like_messenger(obj):
+            return obj
+        else:
+            raise ReplicaInputError(f"JSON of an unknown layout; pass {SUPPORTED}", path=name)
+    elif looks_like_whatsapp(text):
+        result.messages.extend(parse_whatsapp(text, source=name, chat=whatsapp_chat_name(name), date_order=date_order))
+        result.files.append(name)
+    elif head.startswith(("<!doctype html", "<html")):
+        raise ReplicaInputError(
+            "HTML export; export the chat again in JSON format (Telegram: 'Machine-readable JSON')", path=name
+        )
+    else:
+        raise ReplicaInputError(f"not a recognised chat export; pass {SUPPORTED}", path=name)
+    return None
+
+
+def _load_thread(parts: list[tuple[str, dict, bool]], result: LoadResult) -> None:
+    """Merge one Messenger thread's parts; a broken thread found in a folder/zip is skipped."""
+    names = [name for name, _, _ in parts]
+    try:
+        messages = parse_messenger([part for _, part, _ in parts], source=names[0])
+    except ReplicaInputError as err:
+        if any(explicit for _, _, explicit in parts):
+            raise
+        result.skipped.extend((name, reason_of(err)) for name in names)
+        return
+    result.messages.extend(messages)
+    result.files.extend(names)
+
+
+def _json(text: str, name: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ReplicaInputError(
+            f"invalid JSON at column {err.colno} ({err.msg}); the file looks truncated or edited, export it again",
+            path=name,
+            line=err.lineno,
+        ) from None
+
+
+def _thread_key(name: str, part: dict) -> str:
+    """Parts of one thread share `thread_path`, or else their folder."""
+    if isinstance(part.get("thread_path"), str) and part["thread_path"]:
+        return "thread:" + part["thread_path"]
+    container, _, member = name.rpartition("!")
+    folder = str(PurePosixPath(member.replace("\\", "/")).parent)
+    return f"folder:{container}!{folder}"
+
+
+def whatsapp_chat_name(name: str) -> str:
+    """Chat name from the file name ('WhatsApp Chat with Luca.txt' -> 'Luca'); '_chat.txt' uses its zip/folder."""
+    pieces = [piece for part in name.split("!") for piece in PurePosixPath(part.replace("\\", "/")).parts]
+    stems = [PurePosixPath(piece).stem for piece in pieces]
+    stem = stems[-1]
+    if stem.lower() == _IOS_STEM and len(stems) > 1:
+        stem = stems[-2]
+    return _WHATSAPP_PREFIX.sub("", stem).strip() or stem
+
+
+def _nothing_found(paths: Sequence[str | Path], result: LoadResult) -> str:
+    where = ", ".join(str(path) for path in paths) or "(no paths given)"
+    if not result.skipped:
+        return f"no chat messages found in {where}; pass {SUPPORTED}"
+    listed = "; ".join(f"{name} ({reason})" for name, reason in result.skipped[:_MAX_SKIPS_LISTED])
+    more = len(result.skipped) - _MAX_SKIPS_LISTED
+    return f"no chat messages found in {where}; skipped: {listed}" + (f"; and {more} more" if more > 0 else "")
