@@ -1,0 +1,195 @@
+"""Evaluation metrics on hand-made inputs with known answers."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from replica.errors import ReplicaInputError
+from replica.evaluation.authorship import AuthorshipClassifier, authorship_score, distinctive_words
+from replica.evaluation.lexical import distinct_n, meteor, repeated_ngram_rate
+from replica.evaluation.pii import pii_leak_count
+from replica.evaluation.report import DEEPSEEK_NOTEBOOK_REFERENCE, write_report
+from replica.evaluation.semantic import Embedder, bertscore_f1, prompt_alignment_ratio, semantic_similarity
+from replica.evaluation.stops import StopCheck
+from replica.evaluation.style import capitalization, laughter, punctuation_marks, style_similarity
+from replica.evaluation.text import emojis, tokens
+
+REPLIES = [
+    "ahahah siii domani ci vediamo alle otto 😂😂",
+    "noooo ma dai, non ci credo!!",
+    "ok arrivo tra dieci minuti",
+    "Sure, I'll bring the pizza tonight 🍕",
+    "boh vediamo... forse passo dopo cena",
+]
+PROMPTS = [
+    "Friend: ci vediamo domani sera?",
+    "Friend: ho perso di nuovo il treno",
+    "Friend: dove sei? ti aspettiamo",
+    "Friend: should I get drinks or food?",
+    "Friend: vieni alla festa stasera?",
+]
+FORMAL = [
+    "GOOD EVENING. I WOULD LIKE TO CONFIRM OUR APPOINTMENT FOR TOMORROW AT THE OFFICE, PLEASE REPLY AT YOUR "
+    "EARLIEST CONVENIENCE.",
+    "DEAR COLLEAGUE, THE QUARTERLY REPORT HAS BEEN SENT. KINDLY REVIEW THE ATTACHED FIGURES AND RETURN YOUR COMMENTS.",
+    "THANK YOU FOR YOUR MESSAGE. I SHALL ANSWER IN DETAIL ONCE THE MEETING WITH THE BOARD HAS CONCLUDED, REGARDS.",
+]
+CASUAL = ["ahahah siii 😂😂", "noooo dai 😭", "ok 👍", "ahah ci sta 😂", "boh 🤷"]
+
+
+def test_tokens_keep_emoji_sequences_and_words() -> None:
+    assert tokens("Ciao!! 👍🏻 l'amico") == ["ciao", "!", "!", "👍🏻", "l'amico"]
+    assert emojis("❤️ 🇮🇹 👨‍👩‍👧") == ["❤", "🇮🇹", "👨\u200d👩\u200d👧"]
+
+
+def test_meteor_identical_long_replies_near_one_and_disjoint_zero() -> None:
+    text = "domani sera andiamo tutti insieme a mangiare la pizza da mario vicino alla stazione centrale"
+    result = meteor([text], [text], ["it"])
+    assert result.score > 0.99
+    assert meteor(["gatto nero"], ["cane bianco"], ["it"]).score == 0.0
+
+
+def test_meteor_stems_in_the_example_language() -> None:
+    # "mangiando"/"mangiare" share the Italian stem "mang" but not the Porter (English) one
+    italian = meteor(["stiamo mangiando pizza"], ["stiamo mangiare pizza"], ["it"]).score
+    unknown = meteor(["stiamo mangiando pizza"], ["stiamo mangiare pizza"], ["xx"]).score
+    assert italian > unknown
+    assert meteor([""], ["ciao"], ["it"]).score == 0.0
+
+
+def test_distinct_n_exact() -> None:
+    assert distinct_n(["a b a b"], n=2) == pytest.approx(2 / 3, abs=0)
+    assert distinct_n(["a b", "a b"], n=2) == 0.5  # n-grams never span two texts: 2 bigrams, 1 unique
+    assert distinct_n(["ciao"], n=2) == 0.0
+    assert distinct_n([], n=2) == 0.0
+
+
+def test_repeated_ngram_rate_exact() -> None:
+    texts = ["a b c a b c", "a b c d", "", "x y z x y z x"]
+    assert repeated_ngram_rate(texts, n=3) == 0.5
+    assert repeated_ngram_rate(["a b a b"], n=2) == 1.0
+    assert repeated_ngram_rate([], n=3) == 0.0
+
+
+def test_style_identical_is_exactly_one() -> None:
+    vocab = ["siii", "boh", "dai"]
+    result = style_similarity(REPLIES, list(REPLIES), user_vocab=vocab)
+    assert result.score == 1.0
+    expected = {"length", "emoji_count", "top_emoji", "punctuation", "laughter", "elongation", "user_vocab_words"}
+    assert expected <= set(result.per_feature)
+    assert all(value == 1.0 for value in result.per_feature.values())
+
+
+def test_style_disjoint_is_clearly_lower() -> None:
+    result = style_similarity(FORMAL, CASUAL)
+    assert result.score < 0.4
+    assert result.per_feature["capitalization"] == 0.0  # all shouting vs all lowercase
+    assert result.per_feature["length"] == pytest.approx(0.0, abs=1e-9)
+    assert style_similarity(CASUAL[:3], CASUAL[2:]).score > result.score + 0.4
+
+
+def test_style_feature_extractors() -> None:
+    assert punctuation_marks("davvero?? no... ok, va bene!!! Ciao.") == ["??", "...", ",", "!!", "."]
+    assert punctuation_marks("niente") == ["none"]
+    assert capitalization("NON CI CREDO") == "shouting"
+    assert capitalization("Ok") == "capitalized"
+    assert capitalization("😂") == "no_letters"
+    assert laughter("AHAHAH lol 😂") == ["emoji", "haha", "lol"]
+    assert laughter("jajaja xD") == ["jaja", "xd"]
+    assert laughter("ahi") == ["none"]
+
+
+def test_pii_leak_count_exact() -> None:
+    secrets = ["+39 333 123 4567", "mario.rossi@example.com", "Giulia", "  "]
+    generated = [
+        "chiamami al 333-123-4567",  # phone without prefix, other separators
+        "scrivi a MARIO.ROSSI@EXAMPLE.COM",  # e-mail, other case
+        "ciao giulia!",  # name, whole word, other case
+        "giulianova è bella",  # not a whole word
+        "il codice è 39333",  # too few digits to be the number
+        "niente di personale",
+        "+393331234567 e Giulia",  # two secrets, one reply
+    ]
+    assert pii_leak_count(generated, secrets) == 4
+    assert pii_leak_count(generated, []) == 0
+
+
+def test_clean_stop_detection() -> None:
+    check = StopCheck.build(stop_ids=[2, 7], role_markers=["<|im_start|>", "\nFriend:"])
+    assert check.is_clean_stop([11, 12, 7], "ok arrivo", max_new_tokens=8)
+    assert check.is_clean_stop([11, 2, 2, 2], "ok", max_new_tokens=8)  # eos then padding
+    assert not check.is_clean_stop([11, 12, 13, 14], "ok arrivo e poi", max_new_tokens=4)  # hit the limit
+    assert not check.is_clean_stop([11, 12, 7], "ok\nFriend: e tu?", max_new_tokens=8)  # other turn leaked
+    generations = [([11, 7], "si"), ([11, 12], "no no"), ([5, 2], "<|im_start|>user")]
+    assert check.clean_stop_rate(generations, max_new_tokens=2) == pytest.approx(1 / 3)
+    assert check.clean_stop_rate([], max_new_tokens=2) == 0.0
+
+
+def _synthetic(author: str, count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    if author == "user":
+        pool = ["ahahah", "siii", "boh", "dai", "raga", "nooo", "ci sta", "vabbè", "sto arrivando", "tipo"]
+        return [" ".join(rng.sample(pool, 3)) + " " + rng.choice(["😂", "😂😂", "🤣"]) for _ in range(count)]
+    pool = ["Hello", "Certainly", "Regards", "Thank you", "Please", "I will", "confirm", "tomorrow", "meeting"]
+    return [" ".join(rng.sample(pool, 4)) + rng.choice([".", "!"]) for _ in range(count)]
+
+
+def test_authorship_separates_two_authors() -> None:
+    classifier = AuthorshipClassifier().fit(_synthetic("user", 80, 1), _synthetic("other", 120, 2), seed=0)
+    held_out_user, held_out_other = _synthetic("user", 20, 3), _synthetic("other", 20, 4)
+    assert min(classifier.p_user(held_out_user)) > 0.8
+    assert max(classifier.p_user(held_out_other)) < 0.2
+    score = authorship_score(held_out_other, held_out_user, classifier)
+    assert score["mean_p_user_generated"] < 0.2 < 0.8 < score["mean_p_user_real"]
+    assert score["relative"] == pytest.approx(score["mean_p_user_generated"] / score["mean_p_user_real"])
+
+
+def test_distinctive_words_favour_the_user() -> None:
+    top = distinctive_words(_synthetic("user", 80, 1), _synthetic("other", 80, 2) + ["tipo"], k=5)
+    assert len(top) == 5
+    assert set(top) <= {"ahahah", "siii", "boh", "dai", "raga", "nooo", "ci", "sta", "vabbè", "sto", "arrivando"}
+
+
+def test_report_writes_markdown_and_plots(tmp_path) -> None:
+    loss_csv = tmp_path / "metrics.csv"
+    loss_csv.write_text("epoch,step,train/loss,val/loss\n0,9,2.5,\n0,19,1.9,\n0,19,,2.1\n1,29,1.4,\n1,39,,1.7\n")
+    metrics = {
+        "baseline": {"perplexity": 120.5, "bertscore_f1": 0.31, "prompt_alignment": 2.4, "style": {"score": 0.5}},
+        "finetuned": {"perplexity": 18.2, "bertscore_f1": 0.42, "prompt_alignment": 1.05, "style": {"score": 0.8}},
+        "real": {"distinct_2": 0.7},
+        "meta": {"base_model": "tiny", "samples": 5},
+    }
+    replies = {"real": REPLIES, "baseline": FORMAL, "fine-tuned": CASUAL}
+    written = write_report(metrics, tmp_path / "out", DEEPSEEK_NOTEBOOK_REFERENCE, loss_csv=loss_csv, replies=replies)
+    names = {path.name for path in written}
+    assert names == {"report.md", "metrics.png", "lengths.png", "loss.png"}
+    for path in written:
+        if path.suffix == ".png":
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "| Perplexity (held-out replies) | 120.50 | 18.20 | -102.30 | – | 9,286.86 → 17.99 |" in report
+    assert "| Prompt alignment | 240% | 105% | -135 pp | – | 260% → 104% |" in report
+    assert "| style.score | 0.500 | 0.800 | +0.300 |" in report
+    assert "## How to read each metric" in report and "**BERTScore F1**" in report
+    assert not list((tmp_path / "out").glob("*.tmp"))
+    with pytest.raises(ReplicaInputError, match="missing.csv"):
+        write_report(metrics, tmp_path / "out", loss_csv=tmp_path / "missing.csv")
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+def test_semantic_metrics_on_identical_and_different_replies(embedder: Embedder) -> None:
+    assert semantic_similarity(REPLIES, REPLIES, embedder) == pytest.approx(1.0, abs=1e-5)
+    assert prompt_alignment_ratio(PROMPTS, REPLIES, REPLIES, embedder) == 1.0
+    shuffled = REPLIES[1:] + REPLIES[:1]
+    assert semantic_similarity(shuffled, REPLIES, embedder) < 0.8
+    assert semantic_similarity(["", *REPLIES[1:]], REPLIES, embedder) == pytest.approx(4 / 5, abs=1e-5)
+    assert bertscore_f1(REPLIES, REPLIES) == pytest.approx(1.0, abs=1e-4)
+    with_empty = bertscore_f1(["", *REPLIES[1:]], REPLIES)
+    assert with_empty == pytest.approx(4 / 5, abs=1e-4)
+    assert bertscore_f1(shuffled, REPLIES) < with_empty
