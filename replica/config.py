@@ -1,0 +1,223 @@
+"""The Hydra config tree: where it lives, composing it outside `@hydra.main`, and validating it up front."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from replica.errors import ReplicaInputError
+
+ROOT_DIR = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT_DIR / "conf"
+
+if not OmegaConf.has_resolver("replica_root"):
+    OmegaConf.register_new_resolver("replica_root", lambda: str(ROOT_DIR))
+
+
+def compose(config_name: str, overrides: Sequence[str] = (), *, output_dir: str | None = None) -> DictConfig:
+    """Compose `conf/<config_name>.yaml` with overrides, as `@hydra.main` would (usable from tests and CLIs)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=config_name):
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    except HydraException as err:
+        raise ReplicaInputError(f"bad override: {_first_line(err)}") from None
+    OmegaConf.set_struct(cfg, False)
+    if output_dir is None:
+        output_dir = str(cfg.hydra.run.dir) if _resolvable(cfg, "hydra.run.dir") else "."
+    del cfg["hydra"]
+    cfg.paths.output_dir = output_dir
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def _resolvable(cfg: DictConfig, key: str) -> bool:
+    try:
+        OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+        return True
+    except Exception:
+        return False
+
+
+def _first_line(err: BaseException) -> str:
+    text = " ".join(str(err).split("\n")[:3])
+    return " ".join(text.split())
+
+
+# ---- schemas: types of every user-facing key ---------------------------------------------------------------
+@dataclass
+class MaskSchema:
+    phones: bool = True
+    emails: bool = True
+    urls: bool = True
+    iban: bool = True
+    cards: bool = True
+    names: bool = True
+
+
+@dataclass
+class DataSchema:
+    exports: list[str] = field(default_factory=list)
+    me: list[str] = field(default_factory=list)
+    dataset_dir: str = MISSING
+    date_order: str = "auto"
+    media: str = "tag"
+    mask: MaskSchema = field(default_factory=MaskSchema)
+    phone_region: str = "IT"
+    languages: list[str] = field(default_factory=list)
+    language_sample: int = 40
+    merge_gap: float = 10
+    session_gap: float = 6
+    context_min: int = 1
+    context_max: int = 5
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    seed: int = 0
+    format: str = "role_tokens"
+    max_length: int = 512
+
+
+@dataclass
+class LoraSchema:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    bias: str = "none"
+    target_modules: Any = "all-linear"
+    train_new_tokens: bool = True
+
+
+@dataclass
+class QuantSchema:
+    mode: str = "nf4"
+    double_quant: bool = True
+    compute_dtype: str = "bfloat16"
+    quant_storage: str = "uint8"
+
+
+@dataclass
+class RoleTokensSchema:
+    me: str = "<|me|>"
+    them: str = "<|them|>"
+    eot: str = "<|eot|>"
+    pad: str = "<|pad|>"
+
+
+@dataclass
+class ModelSchema:
+    name_or_path: Any = None
+    revision: Any = None
+    trust_remote_code: bool = False
+    dtype: str = "bfloat16"
+    attn_implementation: Any = None
+    role_tokens: RoleTokensSchema = field(default_factory=RoleTokensSchema)
+    tiny: Any = None
+
+
+@dataclass
+class GenerationSchema:
+    max_new_tokens: int = 64
+    do_sample: bool = False
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+
+SCHEMAS = {
+    "data": DataSchema,
+    "lora": LoraSchema,
+    "quant": QuantSchema,
+    "model": ModelSchema,
+    "generation": GenerationSchema,
+}
+CHOICES = {
+    "data.date_order": ("auto", "dmy", "mdy", "ymd"),
+    "data.media": ("tag", "drop"),
+    "data.format": ("role_tokens", "plain", "chat_template"),
+    "quant.mode": ("nf4", "fp4", "none"),
+    "quant.compute_dtype": ("bfloat16", "float16", "float32"),
+    "model.dtype": ("bfloat16", "float16", "float32"),
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check every schema'd section's keys, types and choices; report all problems in one line."""
+    problems: list[str] = []
+    for section, schema in SCHEMAS.items():
+        if section not in cfg:
+            continue
+        problems += _check_section(section, schema, cfg[section])
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and value not in allowed:
+            problems.append(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    if problems:
+        raise ReplicaInputError("invalid config: " + "; ".join(problems))
+    data = cfg.get("data")
+    if data is not None:
+        if data.context_min < 0 or data.context_min > data.context_max:
+            problems.append(f"data.context_min={data.context_min} must be between 0 and data.context_max={data.context_max}")
+        if len(data.split) != 3 or abs(sum(data.split) - 1.0) > 1e-6:
+            problems.append(f"data.split={list(data.split)} must be three fractions summing to 1")
+    lora = cfg.get("lora")
+    if lora is not None and (lora.r <= 0 or not 0 <= lora.dropout < 1):
+        problems.append("lora.r must be > 0 and lora.dropout in [0, 1)")
+    if problems:
+        raise ReplicaInputError("invalid config: " + "; ".join(problems))
+
+
+def _check_section(prefix: str, schema: type, node: Any) -> list[str]:
+    if not isinstance(node, (DictConfig, Mapping)):
+        return [f"{prefix} must be a mapping"]
+    problems = []
+    known = {f.name: f for f in fields(schema)}
+    for key in node:
+        if key not in known:
+            problems.append(f"{prefix}.{key} is not a valid key (valid keys: {', '.join(sorted(known))})")
+            continue
+        if isinstance(known[key].default_factory, type) and hasattr(known[key].default_factory, "__dataclass_fields__"):
+            problems += _check_section(f"{prefix}.{key}", known[key].default_factory, node[key])
+            continue
+        try:
+            OmegaConf.merge(OmegaConf.structured(schema), {key: OmegaConf.to_container(node, resolve=True)[key]})
+        except Exception as err:  # omegaconf ValidationError and friends
+            problems.append(f"{prefix}.{key}: {_first_line(err).split(' full_key')[0]}")
+    return problems
+
+
+def check_overrides(config_name: str, argv: Sequence[str]) -> None:
+    """Before Hydra starts: unknown override keys fail with the valid keys of their section listed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [a for a in argv if not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except Exception as err:
+        raise ReplicaInputError(f"bad override: {_first_line(err)}") from None
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+    chosen = []
+    for ov in overrides:
+        key = ov.key_or_group
+        if key.split(".")[0] in groups and "." not in key and not ov.is_sweep_override():
+            chosen.append(ov.input_line)
+    cfg = compose(config_name, chosen, output_dir=".")
+    problems = []
+    for ov in overrides:
+        key = ov.key_or_group
+        if key.startswith("hydra") or (key in groups and "." not in key) or ov.is_add() or ov.is_force_add():
+            continue
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if not isinstance(node, DictConfig) or leaf not in node:
+            valid = ", ".join(sorted(str(k) for k in node)) if isinstance(node, DictConfig) else "none"
+            problems.append(f"{key} is not a config key (valid keys under {parent or 'the top level'}: {valid})")
+    if problems:
+        raise ReplicaInputError("; ".join(problems))

@@ -1,0 +1,1 @@
+"""Cleaning, PII masking, language filtering and dataset building (`replica prepare`)."""

@@ -1,0 +1,125 @@
+"""Exports -> cleaned, language-filtered, PII-masked, windowed, split dataset on disk (`replica prepare`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from replica.atomic import write_json, write_jsonl
+from replica.errors import ReplicaInputError
+from replica.ingest import LoadResult, load_exports
+from replica.ingest.message import Message
+from replica.prepare.clean import clean_messages
+from replica.prepare.config import DataConfig, parse_data_config
+from replica.prepare.examples import build_examples
+from replica.prepare.identity import resolve_me, sender_counts
+from replica.prepare.language import chat_key, detect_chat_languages, keep_languages
+from replica.prepare.pii import PiiMasker, pii_values
+from replica.prepare.split import SPLITS, split_examples
+from replica.prepare.stats import compute_stats, format_stats
+from replica.prepare.turns import build_sessions, chat_labels
+
+
+@dataclass(slots=True)
+class Dataset:
+    splits: dict[str, list[dict]]  # train/val/test examples
+    stats: dict
+
+
+def build_dataset(loaded: LoadResult, cfg: DataConfig) -> Dataset:
+    """The dataset in memory: find the user, clean, keep wanted languages, mask PII, build turns, examples, splits."""
+    messages = loaded.messages
+    me_senders = resolve_me(messages, cfg.me, loaded.owners)
+    cleaned, dropped = clean_messages(messages, media=cfg.media)
+    chat_languages = detect_chat_languages(cleaned, sample=cfg.language_sample, seed=cfg.seed)
+    kept = keep_languages(cleaned, chat_languages, cfg.languages)
+    if len(kept) < len(cleaned):
+        dropped["language"] = len(cleaned) - len(kept)
+    masker = PiiMasker(
+        _contacts(messages, me_senders),
+        own_names=[*cfg.me, *me_senders],
+        region=cfg.phone_region,
+        options=cfg.mask,
+    )
+    masked = [replace(message, text=masker.mask(message.text)) for message in kept]
+    sessions = build_sessions(
+        masked,
+        me_senders,
+        merge_gap_minutes=cfg.merge_gap,
+        session_gap_hours=cfg.session_gap,
+        labels=chat_labels({chat_key(message) for message in masked}, rename=masker.mask),
+        languages=chat_languages,
+    )
+    examples = build_examples(sessions, context_min=cfg.context_min, context_max=cfg.context_max, seed=cfg.seed)
+    if not examples:
+        kept_languages = sorted(set(chat_languages.values()))
+        raise ReplicaInputError(
+            f"no training examples: none of your {sum(message.sender in me_senders for message in kept)} kept messages "
+            f"answers anyone (chat languages found: {kept_languages}, data.languages={cfg.languages}); "
+            "check data.me and data.languages"
+        )
+    splits = split_examples(examples, cfg.split, cfg.seed)
+    stats = compute_stats(
+        loaded=len(messages),
+        files=len(loaded.files),
+        skipped_files=len(loaded.skipped),
+        dropped=dropped,
+        kept=kept,
+        me_senders=me_senders,
+        chat_languages=chat_languages,
+        sessions=sessions,
+        splits=splits,
+    )
+    return Dataset(splits, stats)
+
+
+def prepare_dataset(data_cfg: Mapping | DictConfig, *, log: Callable[[str], None] = print) -> dict:
+    """Build the dataset from `data.exports` and write dataset_dir/{train,val,test}.jsonl and stats.json atomically;
+    return the stats."""
+    cfg = parse_data_config(data_cfg)
+    loaded = _load(cfg, log)
+    dataset = build_dataset(loaded, cfg)
+    stats = dataset.stats
+    out = Path(cfg.dataset_dir)
+    for name in SPLITS:
+        write_jsonl(out / f"{name}.jsonl", dataset.splits[name])
+    write_json(out / "stats.json", stats)
+    log(format_stats(stats))
+    log(f"dataset written to {out}")
+    return stats
+
+
+def private_values(data_cfg: Mapping | DictConfig) -> set[str]:
+    """Every raw personal value the masking removes from the exports (phones, emails, URLs, IBANs, cards, contact
+    names), for counting leaks in generated text. Private: keep it in memory, never write or log it."""
+    cfg = parse_data_config(data_cfg)
+    loaded = _load(cfg, lambda line: None)
+    me_senders = resolve_me(loaded.messages, cfg.me, loaded.owners)
+    cleaned, _ = clean_messages(loaded.messages, media=cfg.media)
+    return pii_values(
+        (message.text for message in cleaned),
+        _contacts(loaded.messages, me_senders),
+        own_names=[*cfg.me, *me_senders],
+        region=cfg.phone_region,
+        options=cfg.mask,
+    )
+
+
+def _load(cfg: DataConfig, log: Callable[[str], None]) -> LoadResult:
+    loaded = load_exports(cfg.exports, date_order=cfg.date_order)
+    for path, reason in loaded.skipped:
+        log(f"skipped {path}: {reason}")
+    if not loaded.messages:
+        raise ReplicaInputError(
+            f"no messages found in data.exports={cfg.exports}: point it at WhatsApp .txt, Telegram result.json "
+            "or Messenger/Instagram message_N.json exports"
+        )
+    return loaded
+
+
+def _contacts(messages: Iterable[Message], me_senders: set[str]) -> list[str]:
+    """Every sender except the user, most active first."""
+    return [sender for sender, _ in sender_counts(messages).most_common() if sender not in me_senders]
