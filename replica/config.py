@@ -218,6 +218,9 @@ def check_overrides(config_name: str, argv: Sequence[str]) -> None:
         node = OmegaConf.select(cfg, parent) if parent else cfg
         if not isinstance(node, DictConfig) or leaf not in node:
             valid = ", ".join(sorted(str(k) for k in node)) if isinstance(node, DictConfig) else "none"
-            problems.append(f"{key} is not a config key (valid keys under {parent or 'the top level'}: {valid})")
+            problems.append(
+                f"{key} is not a config key (valid keys under {parent or 'the top level'}: {valid}; "
+                f"to add a new key use +{key}=…)"
+            )
     if problems:
         raise ReplicaInputError("; ".join(problems))

@@ -1,0 +1,71 @@
+"""At each validation end: generate replies for fixed val contexts and measure whether the model stops cleanly."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from lightning import Callback, LightningModule, Trainer
+
+from replica.atomic import write_jsonl
+from replica.generation import Sampling, generate_replies
+
+
+class StopSequenceEval(Callback):
+    """Logs `val/clean_stop_rate` and `val/length_ratio` (mean generated / reference reply length in chars).
+
+    Samples (private chat text) are written to `samples_dir/step_XXXXXX.jsonl` only, unless
+    `log_samples_to_logger` is set.
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 48,
+        batch_size: int = 16,
+        max_new_tokens: int = 64,
+        samples_dir: str | None = None,
+        log_samples_to_logger: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.sampling = Sampling(max_new_tokens=max_new_tokens, do_sample=False, seed=seed)
+        self.samples_dir = samples_dir
+        self.log_samples_to_logger = log_samples_to_logger
+        self.seed = seed
+        self.last: dict[str, float] = {}
+
+    def _examples(self, trainer: Trainer) -> list[dict]:
+        rows = trainer.datamodule.load_split("val")
+        if len(rows) <= self.num_samples:
+            return rows
+        return random.Random(self.seed).sample(rows, self.num_samples)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or not self.num_samples:
+            return
+        examples = self._examples(trainer)
+        formatter = trainer.datamodule.formatter
+        replies = generate_replies(
+            pl_module.model, formatter, [e["context"] for e in examples], self.sampling, self.batch_size
+        )
+        rate = sum(r.clean_stop for r in replies) / max(1, len(replies))
+        generated = sum(len(r.text) for r in replies) / max(1, len(replies))
+        reference = sum(len(e["target"]) for e in examples) / max(1, len(examples))
+        self.last = {"clean_stop_rate": rate, "length_ratio": generated / max(reference, 1e-9)}
+        pl_module.log("val/clean_stop_rate", rate, sync_dist=False)
+        pl_module.log("val/length_ratio", self.last["length_ratio"], sync_dist=False)
+        if trainer.is_global_zero and self.samples_dir:
+            rows = [
+                {"context": e["context"], "reference": e["target"], "generated": r.text, "clean_stop": r.clean_stop}
+                for e, r in zip(examples, replies)
+            ]
+            write_jsonl(Path(self.samples_dir) / f"step_{trainer.global_step:06d}.jsonl", rows)
+            if self.log_samples_to_logger:
+                for logger in trainer.loggers:
+                    if hasattr(logger, "log_text"):
+                        logger.log_text(
+                            key="val/samples",
+                            columns=["reference", "generated"],
+                            data=[[row["reference"], row["generated"]] for row in rows[:16]],
+                        )

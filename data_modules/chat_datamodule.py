@@ -1,0 +1,209 @@
+"""ChatDataModule: exports -> cached dataset (prepare_data) -> tokenized reply-only examples (setup)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lightning import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from replica.atomic import read_jsonl, write_jsonl, write_text
+from replica.errors import ReplicaInputError
+from replica.training.batching import GroupedBatchSampler, PadCollator, ResumableLoader
+from replica.training.formatting import IGNORE_INDEX, ChatFormatter
+from replica.training.tokens import RoleTokens
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+FORMAT_KEYS = ("format", "max_length")  # data keys that change tokenization, not the prepared dataset
+CACHE_KEY_FILE = ".replica_cache_key"
+
+
+def _plain(cfg: Mapping) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def dataset_cache_key(data_cfg: Mapping) -> str:
+    """Hash of every export file's bytes plus the data config that shapes the dataset."""
+    cfg = {k: v for k, v in _plain(data_cfg).items() if k not in FORMAT_KEYS and k != "dataset_dir"}
+    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
+    for root in cfg.get("exports") or []:
+        root = Path(root)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            digest.update(str(path.relative_to(root.parent) if root.is_dir() else path.name).encode())
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_cached(data_cfg: Mapping, *, announce=log.info) -> Path:
+    """Run the ingest pipeline unless `dataset_dir` already holds the output for these exports + config."""
+    from replica.prepare.pipeline import prepare_dataset
+
+    out = Path(data_cfg["dataset_dir"])
+    key = dataset_cache_key(data_cfg)
+    marker = out / CACHE_KEY_FILE
+    if marker.exists() and marker.read_text().strip() == key and all((out / f"{s}.jsonl").exists() for s in SPLITS):
+        announce(f"dataset up to date in {out}")
+        return out
+    prepare_dataset(data_cfg, log=announce)
+    write_text(marker, key + "\n")
+    return out
+
+
+class ChatDataModule(LightningDataModule):
+    """Context-window chat examples, formatted so that only the reply and its end-of-turn token are learned."""
+
+    def __init__(
+        self,
+        data: Mapping,
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        num_workers: int = 0,
+        group_by_length: bool = True,
+        pad_to_multiple_of: int | None = None,
+        preview_examples: int = 8,
+        preview_path: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.data_cfg = data
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.group_by_length = group_by_length
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.preview_examples = preview_examples
+        self.preview_path = preview_path
+        self.seed = seed
+        self.tokenizer = None
+        self.formatter: ChatFormatter | None = None
+        self.encoded: dict[str, list[dict]] = {}
+        self.raw: dict[str, list[dict]] = {}
+        self.dropped: dict[str, int] = {}
+        self._train_loader: ResumableLoader | None = None
+
+    @property
+    def dataset_dir(self) -> Path:
+        return Path(self.data_cfg["dataset_dir"])
+
+    def prepare_data(self) -> None:
+        prepare_cached(self.data_cfg)
+
+    def load_split(self, split: str) -> list[dict]:
+        path = self.dataset_dir / f"{split}.jsonl"
+        if not path.exists():
+            raise ReplicaInputError(f"{path} is missing: run `replica prepare` (or train.py) to build the dataset")
+        if split not in self.raw:
+            self.raw[split] = read_jsonl(path)
+        return self.raw[split]
+
+    def attach(self, tokenizer, tokens: RoleTokens) -> None:
+        """Give the module the tokenizer the model uses (with its role/pad tokens)."""
+        self.tokenizer = tokenizer
+        self.formatter = ChatFormatter(tokenizer, self.data_cfg["format"], tokens, int(self.data_cfg["max_length"]))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.formatter is None:
+            raise RuntimeError("ChatDataModule.attach(tokenizer, tokens) must be called before setup")
+        for split in SPLITS:
+            if split in self.encoded:
+                continue
+            rows, dropped = [], 0
+            for example in self.load_split(split):
+                enc = self.formatter.encode(example["context"], example["target"])
+                if enc is None:
+                    dropped += 1
+                    continue
+                rows.append({"input_ids": enc.input_ids, "labels": enc.labels})
+            self.encoded[split] = rows
+            self.dropped[split] = dropped
+            if dropped:
+                log.warning("%s: %d examples dropped (reply longer than data.max_length)", split, dropped)
+        if not self.encoded["train"] or not self.encoded["val"]:
+            raise ReplicaInputError(
+                f"{self.dataset_dir}: the train or val split is empty; add more chats or lower data.context_min"
+            )
+        self.write_preview()
+
+    @rank_zero_only
+    def write_preview(self) -> None:
+        """`data_preview.jsonl`: exactly what the model sees and what it learns for the first examples."""
+        if not self.preview_path or not self.preview_examples:
+            return
+        rows = []
+        for example, enc in zip(self.raw["train"], self.encoded["train"][: self.preview_examples]):
+            prompt = [i for i, label in zip(enc["input_ids"], enc["labels"]) if label == IGNORE_INDEX]
+            supervised = [label for label in enc["labels"] if label != IGNORE_INDEX]
+            rows.append(
+                {
+                    "prompt": self.tokenizer.decode(prompt),
+                    "supervised": self.tokenizer.decode(supervised),
+                    "target": example["target"],
+                    "end_of_turn": self.formatter.end_of_turn,
+                }
+            )
+        write_jsonl(self.preview_path, rows)
+
+    def train_texts(self) -> list[str]:
+        """Every message text of the train split (all speakers), for building the tiny model's tokenizer."""
+        seen: dict[str, None] = {}
+        for example in self.load_split("train"):
+            for turn in example["context"]:
+                seen.setdefault(turn["text"])
+            seen.setdefault(example["target"])
+        return list(seen)
+
+    # ---- loaders --------------------------------------------------------------------------------------
+    def _collator(self) -> PadCollator:
+        return PadCollator(self.tokenizer.pad_token_id, self.pad_to_multiple_of)
+
+    def train_dataloader(self) -> ResumableLoader:
+        rows = self.encoded["train"]
+        trainer = self.trainer
+        sampler = GroupedBatchSampler(
+            [len(r["input_ids"]) for r in rows],
+            self.batch_size,
+            seed=self.seed,
+            group_by_length=self.group_by_length,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+        )
+        self._train_loader = ResumableLoader(
+            rows, batch_sampler=sampler, collate_fn=self._collator(), num_workers=self.num_workers
+        )
+        return self._train_loader
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        rows = self.encoded[split]
+        trainer = self.trainer
+        sampler = GroupedBatchSampler(
+            [len(r["input_ids"]) for r in rows],
+            self.eval_batch_size,
+            seed=self.seed,
+            shuffle=False,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+        )
+        return DataLoader(rows, batch_sampler=sampler, collate_fn=self._collator(), num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.trainer is not None and self.trainer.training and self._train_loader is not None:
+            self._train_loader.mark_consumed()
+        return batch

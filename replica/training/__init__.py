@@ -1,0 +1,1 @@
+"""Training pieces: tokenizer setup, chat formatting, batching, the QLoRA LightningModule."""

@@ -1,0 +1,201 @@
+"""Turn dataset examples into token ids + labels: loss only on the reply and its end-of-turn token.
+
+Three formats (`data.format`):
+- ``role_tokens``: ``<|them|>text<|eot|><|me|>text<|eot|>…<|me|>`` + reply + ``<|eot|>``;
+- ``plain``: the Mistral reference's ``B: text\\nA: text\\n…A:`` + `` reply`` + EOS;
+- ``chat_template``: the tokenizer's own chat template, them = user, me = assistant.
+
+Spans are built by construction (prompt ids, then completion ids), so labels never depend on comparing ids
+with the pad id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from replica.errors import ReplicaInputError
+from replica.training.tokens import RoleTokens
+
+IGNORE_INDEX = -100
+FORMATS = ("role_tokens", "plain", "chat_template")
+PLAIN_ROLE = {"me": "A", "them": "B"}
+
+
+@dataclass(slots=True)
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    context_turns: int  # context turns kept after truncation
+
+
+class ChatFormatter:
+    """Encodes `{context: [{role, text}], target}` examples and builds generation prompts for one format.
+
+    `end_of_turn` is the token that closes the user's reply (always supervised); `stop_strings` are the markers
+    that would open another turn: generating one is a leak, never a clean stop.
+    """
+
+    def __init__(self, tokenizer, style: str, tokens: RoleTokens, max_length: int) -> None:
+        if style not in FORMATS:
+            raise ReplicaInputError(f"data.format={style!r} is unknown: use one of {', '.join(FORMATS)}")
+        self.tokenizer = tokenizer
+        self.style = style
+        self.tokens = tokens
+        self.max_length = max_length
+        self._bos = [tokenizer.bos_token_id] if _adds_bos(tokenizer) else []
+        if style == "role_tokens":
+            self.end_of_turn = tokens.eot
+            self.stop_strings = [tokens.them, tokens.me]
+        elif style == "plain":
+            self.end_of_turn = tokenizer.eos_token
+            self.stop_strings = ["\nB:", "\nA:"]
+        else:
+            if not getattr(tokenizer, "chat_template", None):
+                raise ReplicaInputError(
+                    "data.format=chat_template but this tokenizer has no chat template: use data.format=role_tokens"
+                )
+            self.end_of_turn = self._template_end_of_turn()
+            self.stop_strings = [self._template_user_opener()]
+        self.end_of_turn_id = tokenizer.convert_tokens_to_ids(self.end_of_turn)
+        if self.end_of_turn_id is None or self.end_of_turn_id == tokenizer.unk_token_id:
+            raise ReplicaInputError(f"end-of-turn marker {self.end_of_turn!r} is not a single token of this tokenizer")
+        if tokenizer.pad_token_id in (self.end_of_turn_id, tokenizer.eos_token_id):
+            raise ReplicaInputError("the pad token equals EOS/end-of-turn: EOS would never be learned")
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        ids = {self.end_of_turn_id, self.tokenizer.eos_token_id}
+        return sorted(i for i in ids if i is not None)
+
+    # ---- encoding -------------------------------------------------------------------------------------
+    def encode(self, context: Sequence[dict], target: str) -> Encoded | None:
+        """Token ids + labels for one example; oldest context turns are dropped to fit; None if the reply can't fit."""
+        if self.style == "chat_template":
+            return self._encode_template(context, target)
+        completion = self._completion_ids(target)
+        head = self._prompt_tail_ids()
+        budget = self.max_length - len(self._bos) - len(head) - len(completion)
+        if budget < 0:
+            return None
+        kept: list[list[int]] = []
+        for turn in reversed(context):
+            ids = self._turn_ids(turn["role"], turn["text"])
+            if len(ids) > budget:
+                break
+            kept.append(ids)
+            budget -= len(ids)
+        prompt = self._bos + [i for ids in reversed(kept) for i in ids] + head
+        return Encoded(prompt + completion, [IGNORE_INDEX] * len(prompt) + completion, len(kept))
+
+    def prompt_ids(self, context: Sequence[dict]) -> list[int]:
+        """The generation prompt for `context` (same truncation rule, reserving room for the reply)."""
+        if self.style == "chat_template":
+            return self._template_prompt_ids(context, self.max_length // 2)
+        head = self._prompt_tail_ids()
+        budget = self.max_length // 2 - len(self._bos) - len(head)
+        kept: list[list[int]] = []
+        for turn in reversed(context):
+            ids = self._turn_ids(turn["role"], turn["text"])
+            if len(ids) > budget:
+                break
+            kept.append(ids)
+            budget -= len(ids)
+        return self._bos + [i for ids in reversed(kept) for i in ids] + head
+
+    def clean_reply(self, text: str) -> str:
+        """Cut a decoded generation at the first end-of-turn, EOS or other-role marker."""
+        cut = len(text)
+        for marker in [self.end_of_turn, self.tokenizer.eos_token, *self.stop_strings]:
+            if marker and (pos := text.find(marker)) != -1:
+                cut = min(cut, pos)
+        return text[:cut].strip()
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _turn_ids(self, role: str, text: str) -> list[int]:
+        if self.style == "role_tokens":
+            marker = self.tokens.me if role == "me" else self.tokens.them
+            return self._ids(marker) + self._ids(text) + [self.end_of_turn_id]
+        return self._ids(f"{PLAIN_ROLE[role]}: {text}\n")
+
+    def _prompt_tail_ids(self) -> list[int]:
+        return self._ids(self.tokens.me if self.style == "role_tokens" else "A:")
+
+    def _completion_ids(self, target: str) -> list[int]:
+        text = target if self.style == "role_tokens" else f" {target}"
+        return self._ids(text) + [self.end_of_turn_id]
+
+    # ---- chat template --------------------------------------------------------------------------------
+    def _messages(self, context: Sequence[dict]) -> list[dict]:
+        """Context as alternating user/assistant messages (consecutive same-role turns joined)."""
+        out: list[dict] = []
+        for turn in context:
+            role = "assistant" if turn["role"] == "me" else "user"
+            if out and out[-1]["role"] == role:
+                out[-1] = {"role": role, "content": out[-1]["content"] + "\n" + turn["text"]}
+            else:
+                out.append({"role": role, "content": turn["text"]})
+        while out and out[0]["role"] == "assistant":
+            out.pop(0)
+        return out
+
+    def _render(self, messages: list[dict], generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
+
+    def _template_end_of_turn(self) -> str:
+        probe = [{"role": "user", "content": "x"}]
+        prompt = self._render(probe, True)
+        full = self._render(probe + [{"role": "assistant", "content": "REPLY"}], False)
+        if not full.startswith(prompt) or "REPLY" not in full[len(prompt):]:
+            raise ReplicaInputError(
+                "this tokenizer's chat template does not render the reply after the generation prompt: "
+                "use data.format=role_tokens"
+            )
+        suffix = full[len(prompt):].split("REPLY", 1)[1]
+        ids = self._ids(suffix)
+        if not ids:
+            return self.tokenizer.eos_token
+        return self.tokenizer.convert_ids_to_tokens(ids[0])
+
+    def _template_user_opener(self) -> str:
+        """The text that opens the other person's turn in this template (e.g. ``<|im_start|>user``)."""
+        rendered = self._render([{"role": "user", "content": "USERTEXT"}], False)
+        opener = rendered.split("USERTEXT", 1)[0]
+        bos = self.tokenizer.bos_token or ""
+        return opener.removeprefix(bos).strip() or opener
+
+    def _template_prompt_ids(self, context: Sequence[dict], budget: int) -> list[int]:
+        messages = self._messages(context)
+        while True:
+            prompt = self._ids(self._render(messages, True))
+            if len(prompt) <= budget or len(messages) <= 1:
+                return prompt
+            messages = self._messages_without_oldest(messages)
+
+    @staticmethod
+    def _messages_without_oldest(messages: list[dict]) -> list[dict]:
+        rest = messages[1:]
+        while rest and rest[0]["role"] == "assistant":
+            rest = rest[1:]
+        return rest
+
+    def _encode_template(self, context: Sequence[dict], target: str) -> Encoded | None:
+        completion = self._ids(target) + [self.end_of_turn_id]
+        messages = self._messages(context)
+        while messages:
+            prompt = self._ids(self._render(messages, True))
+            if len(prompt) + len(completion) <= self.max_length:
+                return Encoded(prompt + completion, [IGNORE_INDEX] * len(prompt) + completion, len(messages))
+            messages = self._messages_without_oldest(messages)
+        return None
+
+
+def _adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer puts BOS in front of encoded text (Llama/Mistral do, Qwen doesn't)."""
+    if tokenizer.bos_token_id is None:
+        return False
+    return tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]

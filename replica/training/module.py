@@ -1,0 +1,131 @@
+"""ReplicaModule: a 4-bit (or 16-bit) base model with LoRA adapters, trained on the user's replies only."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning import LightningModule
+
+from replica.training.base_model import disable_cpu_inference_repacking, load_base_model, new_token_ids, wrap_with_lora
+from replica.training.formatting import IGNORE_INDEX
+from replica.training.tokens import ensure_embedding_rows
+
+
+class ReplicaModule(LightningModule):
+    """Wraps the PEFT model; `attach()` tells it which base and tokenizer to load before `fit`."""
+
+    def __init__(
+        self,
+        model: Mapping,
+        quant: Mapping,
+        lora: Mapping,
+        optimizer: Any,
+        scheduler: Any,
+        data_format: str = "role_tokens",
+        gradient_checkpointing: bool = True,
+    ) -> None:
+        super().__init__()
+        self.model_cfg = model
+        self.quant_cfg = quant
+        self.lora_cfg = lora
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.data_format = data_format
+        self.gradient_checkpointing = gradient_checkpointing
+        self.strict_loading = False  # checkpoints hold only the trainable (adapter) weights
+        self.base_path: str | None = None
+        self.tokenizer = None
+        self.model = None
+        self._val_nll = 0.0
+        self._val_tokens = 0
+        self._step_started = 0.0
+        self.initial_metrics: dict[str, float] = {}  # validation before training, kept across resumes
+
+    def attach(self, base_path: str, tokenizer) -> None:
+        self.base_path = base_path
+        self.tokenizer = tokenizer
+
+    # ---- model ----------------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        if self.base_path is None:
+            raise RuntimeError("ReplicaModule.attach(base_path, tokenizer) must be called before fitting")
+        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        base = load_base_model(self.base_path, self.model_cfg, self.quant_cfg, device)
+        disable_cpu_inference_repacking(base)
+        ensure_embedding_rows(base, self.tokenizer)
+        base.config.pad_token_id = self.tokenizer.pad_token_id
+        token_ids = new_token_ids(self.tokenizer, self.model_cfg, self.data_format)
+        self.model = wrap_with_lora(
+            base,
+            self.lora_cfg,
+            token_ids,
+            quantized=self.quant_cfg["mode"] != "none",
+            gradient_checkpointing=self.gradient_checkpointing,
+        )
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the parameters being trained (LoRA matrices, new-token rows), keyed as in `state_dict()`."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["replica_initial_metrics"] = self.initial_metrics
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.initial_metrics = checkpoint.get("replica_initial_metrics", {})
+
+    def forward(self, **batch: torch.Tensor):
+        return self.model(**batch)
+
+    # ---- steps ----------------------------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Mapping, batch_idx: int) -> None:
+        self._step_started = time.perf_counter()
+
+    def training_step(self, batch: Mapping, batch_idx: int) -> torch.Tensor:
+        loss = self.model(**batch).loss
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Mapping, batch_idx: int) -> None:
+        elapsed = time.perf_counter() - self._step_started
+        tokens = int(batch["attention_mask"].sum()) * self.trainer.world_size
+        self.log("train/tokens_per_s", tokens / max(elapsed, 1e-9), on_step=True, on_epoch=False)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_nll = 0.0
+        self._val_tokens = 0
+
+    def validation_step(self, batch: Mapping, batch_idx: int) -> None:
+        nll, count = self.reply_nll(batch)
+        self._val_nll += float(nll)
+        self._val_tokens += int(count)
+
+    def on_validation_epoch_end(self) -> None:
+        totals = torch.tensor([self._val_nll, float(self._val_tokens)], dtype=torch.float64, device=self.device)
+        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        loss = float(totals[0] / totals[1].clamp(min=1.0))
+        self.log("val/loss", loss, prog_bar=True, sync_dist=False)
+        self.log("val/perplexity", math.exp(min(loss, 50.0)), sync_dist=False)
+
+    def reply_nll(self, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed negative log-likelihood of the supervised tokens and their count (token-weighted metrics)."""
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = batch["labels"][:, 1:]
+        logits = logits[:, :-1].float()
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+        return nll, (labels != IGNORE_INDEX).sum()
+
+    # ---- optimization ---------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params=params)
+        scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,40 @@
+"""Fine-tune a causal LM with QLoRA on your chats: `python train.py [overrides]` (no arguments: CPU demo)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from replica.config import check_overrides
+from replica.errors import ReplicaInputError
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Prepare data, build/load the base, fit LoRA adapters, export the best adapter; return the run summary."""
+    from replica.training.run import run_training
+
+    return run_training(cfg)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from replica.training.run import optimized_value
+
+    try:
+        summary = train(cfg)
+    except ReplicaInputError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    return optimized_value(summary, cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    try:
+        check_overrides("train", sys.argv[1:])
+    except ReplicaInputError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    main()
