@@ -12,7 +12,7 @@ from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
-ADAPTER_META = "replica.json"
+from replica.run_dir import ADAPTER_META, FORMAT_VERSION
 
 
 def export_adapter(pl_module: LightningModule, formatter, out_dir: str | Path, extra: dict[str, Any]) -> Path:
@@ -24,6 +24,7 @@ def export_adapter(pl_module: LightningModule, formatter, out_dir: str | Path, e
         pl_module.model.save_pretrained(staging)
         pl_module.tokenizer.save_pretrained(staging)
         meta = {
+            "format_version": FORMAT_VERSION,
             "format": formatter.style,
             "end_of_turn": formatter.end_of_turn,
             "stop_strings": formatter.stop_strings,

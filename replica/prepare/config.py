@@ -14,7 +14,7 @@ from replica.errors import ReplicaInputError
 from replica.prepare.clean import MEDIA_MODES
 from replica.prepare.pii import MaskOptions
 
-DATE_ORDERS = ("auto", "dmy", "mdy")
+DATE_ORDERS = ("auto", "dmy", "mdy", "ymd")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning import LightningModule
@@ -14,6 +16,22 @@ from lightning import LightningModule
 from replica.training.base_model import disable_cpu_inference_repacking, load_base_model, new_token_ids, wrap_with_lora
 from replica.training.formatting import IGNORE_INDEX
 from replica.training.tokens import ensure_embedding_rows
+
+
+def capture_rng_states() -> dict[str, Any]:
+    """Every RNG that training consumes (LoRA dropout, sampling), so a resumed run continues exactly."""
+    states: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: Mapping[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class ReplicaModule(LightningModule):
@@ -77,9 +95,12 @@ class ReplicaModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["replica_initial_metrics"] = self.initial_metrics
+        checkpoint["replica_rng"] = capture_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.initial_metrics = checkpoint.get("replica_initial_metrics", {})
+        if "replica_rng" in checkpoint:
+            restore_rng_states(checkpoint["replica_rng"])
 
     def forward(self, **batch: torch.Tensor):
         return self.model(**batch)

@@ -1,0 +1,1 @@
+"""Subcommands of the `replica` CLI; each module is imported only when its command runs."""

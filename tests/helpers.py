@@ -1,0 +1,47 @@
+"""Shared test helpers: compose the real configs, shrunk, and run real (tiny) trainings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from replica.config import compose
+
+# A small but real run: bundled sample, tiny model, 4-bit NF4 + LoRA, CPU.
+FAST_OVERRIDES = [
+    "trainer=cpu",
+    "trainer.max_epochs=1",
+    "trainer.max_steps=24",
+    "trainer.val_check_interval=12",
+    "trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+    "model.tiny.pretrain_steps=40",
+    "callbacks.stop_sequence_eval.num_samples=8",
+    "callbacks.stop_sequence_eval.max_new_tokens=16",
+    "generation.max_new_tokens=16",
+    "datamodule.batch_size=8",
+    "data.max_length=256",
+]
+
+
+def tiny_cfg(tmp_path: Path, overrides: list[str] | tuple[str, ...] = (), *, shared_data: Path | None = None):
+    """The real `train` config, shrunk: run dir under tmp_path, dataset + model cache shared when given."""
+    data_root = shared_data or (tmp_path / "data")
+    return compose(
+        "train",
+        [
+            *FAST_OVERRIDES,
+            f"paths.data_dir={data_root}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            *overrides,
+        ],
+        output_dir=str(tmp_path / "run"),
+    )
+
+
+def train_tiny(tmp_path: Path, overrides: list[str] | tuple[str, ...] = (), **kwargs: Any) -> tuple[dict, Path]:
+    """Run `train.train(cfg)` on the tiny config; return (summary, run_dir)."""
+    from train import train
+
+    cfg = tiny_cfg(tmp_path, overrides, **kwargs)
+    return train(cfg), Path(cfg.paths.output_dir)
