@@ -12,6 +12,7 @@ from typing import Any
 from lightning import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+import torch
 from torch.utils.data import DataLoader
 
 from replica.atomic import read_jsonl, write_jsonl, write_text
@@ -92,6 +93,7 @@ class ChatDataModule(LightningDataModule):
         self.raw: dict[str, list[dict]] = {}
         self.dropped: dict[str, int] = {}
         self._train_loader: ResumableLoader | None = None
+        self._train_loader_state: dict | None = None
 
     @property
     def dataset_dir(self) -> Path:
@@ -180,9 +182,21 @@ class ChatDataModule(LightningDataModule):
             rank=trainer.global_rank if trainer else 0,
         )
         self._train_loader = ResumableLoader(
-            rows, batch_sampler=sampler, collate_fn=self._collator(), num_workers=self.num_workers
+            rows, batch_sampler=sampler, collate_fn=self._collator(), num_workers=self.num_workers,
+            generator=self._own_generator(),
         )
+        if self._train_loader_state is not None:
+            self._train_loader.load_state_dict(self._train_loader_state)
+            self._train_loader_state = None
         return self._train_loader
+
+    # Lightning restores a stateful train loader only if it was created after the loops were restored, which is
+    # not the case once `estimated_stepping_batches` has been used; the datamodule's own state always round-trips.
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._train_loader_state = state_dict.get("train_loader")
 
     def _eval_loader(self, split: str) -> DataLoader:
         rows = self.encoded[split]
@@ -195,7 +209,14 @@ class ChatDataModule(LightningDataModule):
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
         )
-        return DataLoader(rows, batch_sampler=sampler, collate_fn=self._collator(), num_workers=self.num_workers)
+        return DataLoader(
+            rows, batch_sampler=sampler, collate_fn=self._collator(), num_workers=self.num_workers,
+            generator=self._own_generator(),
+        )
+
+    def _own_generator(self) -> torch.Generator:
+        """Loaders draw their worker seed from this, not from the global RNG that LoRA dropout uses."""
+        return torch.Generator().manual_seed(self.seed)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -35,7 +35,7 @@ def test_checkpoint_holds_only_trainable_weights(run):
     assert keys and all("lora_" in k or "trainable_tokens" in k for k in keys)
     assert not any("weight.absmax" in k or "quant_map" in k for k in keys)
     assert ckpt["optimizer_states"] and ckpt["lr_schedulers"]
-    assert "combined_loader" in ckpt["loops"]["fit_loop"]
+    assert ckpt["ChatDataModule"]["train_loader"] == {"epoch": 0, "consumed": 24}
 
 
 def test_exported_adapter_loads_with_peft(run):

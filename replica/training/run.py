@@ -66,8 +66,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         model=cfg.model,
         quant=cfg.quant,
         lora=cfg.lora,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler),
+        optimizer=instantiate(cfg.optimizer, _convert_="all"),  # plain lists: checkpoints stay weights_only-safe
+        scheduler=instantiate(cfg.scheduler, _convert_="all"),
         data_format=cfg.data.format,
         gradient_checkpointing=cfg.gradient_checkpointing,
     )

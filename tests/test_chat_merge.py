@@ -1,0 +1,211 @@
+"""`replica chat` and `replica merge` through the real CLI, on a real tiny trained run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import train_tiny
+
+MARKERS = ("<|me|>", "<|them|>", "<|eot|>", "<|endoftext|>", "<|pad|>")
+ROOT = Path(__file__).resolve().parents[1]
+CLI_TIMEOUT = 300
+
+
+def replica(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "replica.cli", *map(str, args)],
+        input=stdin, capture_output=True, text=True, cwd=ROOT, env=env, timeout=CLI_TIMEOUT,
+    )
+
+
+def assert_clean_reply(line: str) -> None:
+    assert line.strip(), "empty reply"
+    assert not any(marker in line for marker in MARKERS), line
+    assert "\n" not in line and not line.lstrip().startswith(("A:", "B:")), line
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("replica: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    _, run = train_tiny(tmp_path_factory.mktemp("chat-merge"))
+    return run
+
+
+@pytest.fixture(scope="module")
+def merged(run_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("merged-parent") / "merged"
+    result = replica("merge", run_dir, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+# ---- chat ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_chat_once_prints_one_clean_reply_line(run_dir):
+    result = replica("chat", run_dir, "--once", "ciao come va?", "--seed", "1", "--max-new-tokens", "24")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    assert_clean_reply(lines[0])
+
+
+@pytest.mark.slow
+def test_chat_once_greedy_is_deterministic(run_dir):
+    first = replica("chat", run_dir, "--once", "stasera pizza?", "--greedy", "--max-new-tokens", "16")
+    second = replica("chat", run_dir, "--once", "stasera pizza?", "--greedy", "--max-new-tokens", "16")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout == second.stdout
+
+
+@pytest.mark.slow
+def test_chat_interactive_through_stdin(run_dir):
+    result = replica("chat", run_dir, "--seed", "3", "--context", "4", stdin="ciao\n/reset\ncome stai?\n/quit\nnot read\n")
+    assert result.returncode == 0, result.stderr
+    replies = result.stdout.splitlines()
+    assert len(replies) == 2, result.stdout
+    for line in replies:
+        assert line.startswith("replica> ")
+        assert_clean_reply(line.removeprefix("replica> "))
+    assert "/reset" in result.stderr and "/quit" in result.stderr  # the banner names the commands
+    assert "ciao" not in result.stderr and "come stai" not in result.stderr  # the conversation is not logged
+
+
+@pytest.mark.slow
+def test_chat_interactive_ends_at_end_of_input(run_dir):
+    result = replica("chat", run_dir, "--seed", "5", stdin="ciao\n\n")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
+
+
+# ---- merge ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("style", ["role_tokens", "plain"])
+def test_chat_template_renders_the_training_prompt(tiny_model_dir, style):
+    from transformers import AutoTokenizer
+
+    from replica.commands.merge import chat_template
+    from replica.training.formatting import ChatFormatter
+    from replica.training.tokens import RoleTokens, add_role_tokens
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    add_role_tokens(tokenizer, RoleTokens(), need_roles=style == "role_tokens")
+    tokenizer.unk_token = None  # this tokenizer's unk is its EOS, which ChatFormatter takes for "not a token"
+    formatter = ChatFormatter(tokenizer, style, RoleTokens(), max_length=256)
+    tokenizer.chat_template = chat_template(formatter)
+    context = [{"role": "them", "text": "ciao! 🍕"}, {"role": "me", "text": "sì dai"}, {"role": "them", "text": "a che ora?"}]
+    messages = [{"role": "system", "content": "ignored"}] + [
+        {"role": "user" if turn["role"] == "them" else "assistant", "content": turn["text"]} for turn in context
+    ]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert tokenizer(rendered, add_special_tokens=False)["input_ids"] == formatter.prompt_ids(context)
+
+
+@pytest.mark.slow
+def test_merged_model_loads_without_peft_and_matches_adapter(run_dir, merged):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from replica.run_dir import load_run
+
+    peft_model, formatter, info = load_run(run_dir, quantized=False)
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert not hasattr(model, "peft_config")
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    assert model.config.vocab_size == peft_model.get_base_model().config.vocab_size
+
+    prompt = torch.tensor([formatter.prompt_ids([{"role": "them", "text": "ciao, stasera pizza?"}])])
+    with torch.no_grad():
+        adapted = peft_model(input_ids=prompt).logits
+        standalone = model(input_ids=prompt).logits
+        with peft_model.disable_adapter():
+            base = peft_model(input_ids=prompt).logits
+    assert torch.allclose(standalone, adapted, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(base, adapted, atol=1e-3)  # the adapter really changed the model
+
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    vocab = tokenizer.get_vocab()
+    assert all(token in vocab for token in ("<|me|>", "<|them|>", "<|eot|>"))
+    assert tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id
+    assert formatter.end_of_turn_id in model.generation_config.eos_token_id
+    assert tokenizer.eos_token_id in model.generation_config.eos_token_id
+
+
+@pytest.mark.slow
+def test_merged_generate_stops_at_end_of_turn_and_chat_template_matches_format(run_dir, merged):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from replica.run_dir import load_run
+
+    _, formatter, _ = load_run(run_dir, quantized=False)
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    context = [{"role": "them", "text": "ciao!"}, {"role": "me", "text": "hey"}, {"role": "them", "text": "come stai?"}]
+    messages = [{"role": "user" if t["role"] == "them" else "assistant", "content": t["text"]} for t in context]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    assert ids == formatter.prompt_ids(context)
+
+    out = model.generate(torch.tensor([ids]), max_new_tokens=40, do_sample=False)[0, len(ids):].tolist()
+    stops = set(model.generation_config.eos_token_id)
+    assert all(token not in stops for token in out[:-1])  # plain generate ends at the first stop id
+
+
+@pytest.mark.slow
+def test_merged_folder_metadata_keeps_format_and_no_training_config(merged):
+    meta = json.loads((merged / "replica.json").read_text())
+    assert meta["format"] == "role_tokens" and meta["role_tokens"]["eot"] == "<|eot|>"
+    assert "config" not in meta  # the training config names the user and their exports
+    assert not any(p.name.startswith(".") for p in merged.parent.iterdir())  # no staging leftovers
+
+
+@pytest.mark.slow
+def test_merge_force_replaces_a_previous_merge(run_dir, tmp_path):
+    out = tmp_path / "again"
+    assert replica("merge", run_dir, "--out", out, "--dtype", "bfloat16").returncode == 0
+    result = replica("merge", run_dir, "--out", out, "--force", "--dtype", "float16")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float16"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]
+
+
+# ---- bad input -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [["chat", "--once", "ciao"], ["merge", "--out", "unused-out"]])
+def test_missing_run_dir_is_one_line_error(tmp_path, command):
+    result = replica(command[0], tmp_path / "no-such-run", *command[1:])
+    assert_one_line_error(result, "no such run directory")
+    assert not (ROOT / "unused-out").exists()
+
+
+@pytest.mark.parametrize("command", [["chat", "--once", "ciao"], ["merge", "--out", "unused-out"]])
+def test_incomplete_run_dir_is_one_line_error(tmp_path, command):
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    result = replica(command[0], tmp_path, *command[1:])
+    assert_one_line_error(result, "incomplete run", "adapter_model.safetensors")
+
+
+@pytest.mark.slow
+def test_merge_refuses_non_empty_out_without_force(run_dir, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = replica("merge", run_dir, "--out", out)
+    assert_one_line_error(result, "--force")
+    forced = replica("merge", run_dir, "--out", out, "--force")  # not a model folder: --force won't delete it
+    assert_one_line_error(forced, "config.json")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
