@@ -47,8 +47,8 @@ def _resolvable(cfg: DictConfig, key: str) -> bool:
 
 
 def _first_line(err: BaseException) -> str:
-    text = " ".join(str(err).split("\n")[:3])
-    return " ".join(text.split())
+    """Hydra/OmegaConf errors span several lines (e.g. the list of available options): fold them into one."""
+    return " ".join(str(err).split())
 
 
 # ---- schemas: types of every user-facing key ---------------------------------------------------------------
@@ -159,19 +159,35 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and value not in allowed:
             problems.append(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    problems += _range_problems(cfg)
     if problems:
         raise ReplicaInputError("invalid config: " + "; ".join(problems))
-    data = cfg.get("data")
-    if data is not None:
-        if data.context_min < 0 or data.context_min > data.context_max:
-            problems.append(f"data.context_min={data.context_min} must be between 0 and data.context_max={data.context_max}")
-        if len(data.split) != 3 or abs(sum(data.split) - 1.0) > 1e-6:
-            problems.append(f"data.split={list(data.split)} must be three fractions summing to 1")
-    lora = cfg.get("lora")
-    if lora is not None and (lora.r <= 0 or not 0 <= lora.dropout < 1):
-        problems.append("lora.r must be > 0 and lora.dropout in [0, 1)")
-    if problems:
-        raise ReplicaInputError("invalid config: " + "; ".join(problems))
+
+
+def _range_problems(cfg: DictConfig) -> list[str]:
+    """Cross-key and range checks; a value of the wrong type is already reported, so it is skipped here."""
+    checks = [
+        (
+            lambda d: 0 <= d.context_min <= d.context_max,
+            "data",
+            "data.context_min={context_min} must be between 0 and data.context_max={context_max}",
+        ),
+        (lambda d: len(d.split) == 3 and abs(sum(d.split) - 1.0) < 1e-6, "data", "data.split={split} must be three fractions summing to 1"),
+        (lambda d: d.max_length > 0, "data", "data.max_length={max_length} must be > 0"),
+        (lambda lo: lo.r > 0, "lora", "lora.r={r} must be > 0"),
+        (lambda lo: 0 <= lo.dropout < 1, "lora", "lora.dropout={dropout} must be in [0, 1)"),
+    ]
+    problems = []
+    for ok, section, message in checks:
+        node = cfg.get(section)
+        if node is None:
+            continue
+        try:
+            if not ok(node):
+                problems.append(message.format(**OmegaConf.to_container(node, resolve=True)))
+        except (TypeError, ValueError):
+            continue
+    return problems
 
 
 def _check_section(prefix: str, schema: type, node: Any) -> list[str]:

@@ -85,7 +85,11 @@ class GroupedBatchSampler(Sampler[list[int]]):
             groups.pop()
         if self.shuffle and self.group_by_length:
             rng.shuffle(groups)
-        return [g[self.rank :: self.num_replicas] for g in groups if g[self.rank :: self.num_replicas]]
+        if self.num_replicas > 1 and groups and len(groups[-1]) % self.num_replicas:
+            # every rank must get the same number of batches (else DDP all-reduce hangs): top the last group up
+            short = self.num_replicas - len(groups[-1]) % self.num_replicas
+            groups[-1] = groups[-1] + order[:short]
+        return [g[self.rank :: self.num_replicas] for g in groups]
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._all_batches()

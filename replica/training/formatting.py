@@ -57,8 +57,8 @@ class ChatFormatter:
                 )
             self.end_of_turn = self._template_end_of_turn()
             self.stop_strings = [self._template_user_opener()]
-        self.end_of_turn_id = tokenizer.convert_tokens_to_ids(self.end_of_turn)
-        if self.end_of_turn_id is None or self.end_of_turn_id == tokenizer.unk_token_id:
+        self.end_of_turn_id = tokenizer.get_vocab().get(self.end_of_turn)
+        if self.end_of_turn_id is None:
             raise ReplicaInputError(f"end-of-turn marker {self.end_of_turn!r} is not a single token of this tokenizer")
         if tokenizer.pad_token_id in (self.end_of_turn_id, tokenizer.eos_token_id):
             raise ReplicaInputError("the pad token equals EOS/end-of-turn: EOS would never be learned")
@@ -142,6 +142,12 @@ class ChatFormatter:
         return out
 
     def _render(self, messages: list[dict], generation_prompt: bool) -> str:
+        if not messages:  # transformers refuses empty conversations: system prefix + generation prompt
+            probe = [{"role": "user", "content": "USERTEXT"}]
+            opened = self.tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=False)
+            asked = self.tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+            prefix = opened.split("USERTEXT", 1)[0].removesuffix(self._template_user_opener_raw(opened))
+            return prefix + (asked[len(opened):] if generation_prompt else "")
         return self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=generation_prompt
         )
@@ -164,9 +170,16 @@ class ChatFormatter:
     def _template_user_opener(self) -> str:
         """The text that opens the other person's turn in this template (e.g. ``<|im_start|>user``)."""
         rendered = self._render([{"role": "user", "content": "USERTEXT"}], False)
-        opener = rendered.split("USERTEXT", 1)[0]
+        return self._template_user_opener_raw(rendered).strip()
+
+    def _template_user_opener_raw(self, rendered: str) -> str:
+        """The user-turn opener inside `rendered` (a one-user-message rendering), without BOS/system prefix."""
+        before = rendered.split("USERTEXT", 1)[0]
         bos = self.tokenizer.bos_token or ""
-        return opener.removeprefix(bos).strip() or opener
+        before = before.removeprefix(bos)
+        # a system block may precede the user turn: keep only the text after its last line break-free opener
+        last_special = max(before.rfind(t) for t in self.tokenizer.all_special_tokens) if self.tokenizer.all_special_tokens else -1
+        return before[last_special:] if last_special > 0 else before
 
     def _template_prompt_ids(self, context: Sequence[dict], budget: int) -> list[int]:
         messages = self._messages(context)
@@ -186,12 +199,16 @@ class ChatFormatter:
     def _encode_template(self, context: Sequence[dict], target: str) -> Encoded | None:
         completion = self._ids(target) + [self.end_of_turn_id]
         messages = self._messages(context)
-        while messages:
-            prompt = self._ids(self._render(messages, True))
+        while True:
+            try:
+                prompt = self._ids(self._render(messages, True))
+            except Exception:  # templates may refuse an empty or assistant-first conversation
+                return None
             if len(prompt) + len(completion) <= self.max_length:
                 return Encoded(prompt + completion, [IGNORE_INDEX] * len(prompt) + completion, len(messages))
+            if not messages:
+                return None
             messages = self._messages_without_oldest(messages)
-        return None
 
 
 def _adds_bos(tokenizer) -> bool:

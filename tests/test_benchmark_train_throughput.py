@@ -1,0 +1,42 @@
+"""Smoke run of benchmarks/train_throughput.py: both trainings really run, and the JSON summary adds up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "train_throughput.py"
+
+
+@pytest.mark.slow
+def test_three_step_run_reports_both_sides(tmp_path):
+    command = [sys.executable, str(SCRIPT), "--steps", "3", "--batch-size", "4",
+               f"data.dataset_dir={tmp_path / 'dataset'}"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+
+    assert result["steps"] == 3 and result["batch_size"] == 4
+    for side in ("ours", "baseline"):
+        assert result[f"{side}_tokens_per_s"] > 0
+        assert result[f"{side}_examples_per_s"] > 0
+        assert result[f"{side}_seconds"] > 0
+        assert 0.0 <= result[f"padding_fraction_{side}"] < 1.0
+    # 3 steps x 4 examples on each side, so examples/s and seconds must agree
+    for side in ("ours", "baseline"):
+        assert result[f"{side}_examples_per_s"] * result[f"{side}_seconds"] == pytest.approx(12, rel=0.02)
+    assert result["speedup"] == pytest.approx(result["ours_tokens_per_s"] / result["baseline_tokens_per_s"], rel=0.01)
+    targets = result["targets"]
+    assert set(targets) == {"speedup>=1.5", "padding_fraction_ours<=0.10"}
+    assert targets["speedup>=1.5"] == (result["speedup"] >= 1.5)
+    assert targets["padding_fraction_ours<=0.10"] == (result["padding_fraction_ours"] <= 0.10)
+    # length grouping pads less than random batches of the same examples padded to their longest
+    assert result["padding_fraction_ours"] < result["padding_fraction_baseline"]
+    assert any(line.startswith("ours ") for line in lines) and any(line.startswith("baseline ") for line in lines)
+    assert (tmp_path / "dataset" / "train.jsonl").is_file()

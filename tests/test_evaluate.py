@@ -1,0 +1,254 @@
+"""evaluate.py end to end on a real tiny run: metrics, report, samples, the adapter switch and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from replica.evaluation.run import (
+    STAGING_PREFIX,
+    json_safe,
+    leak_secrets,
+    load_split,
+    sample_examples,
+    staged_dir,
+    user_and_other_texts,
+)
+from replica.errors import ReplicaInputError
+from tests.helpers import train_tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = 24
+SIDE_KEYS = {
+    "perplexity", "meteor", "bertscore_f1", "semantic_similarity", "prompt_alignment", "length_ratio",
+    "clean_stop_rate", "style_similarity", "style_features", "authorship_p_user", "authorship_relative",
+    "distinct_2", "repeated_3gram_rate", "pii_leaks",
+}
+META_KEYS = {
+    "run_dir", "split", "n_examples", "base_model", "format", "meteor_synonyms", "embedder", "generation",
+    "seconds", "replica_version", "timestamp",
+}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "evaluate.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("evaluate.py: error:"), done.stderr
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    _, path = train_tiny(tmp_path_factory.mktemp("evaluate"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def evaluated(run_dir):
+    before = {path.name for path in run_dir.iterdir()}
+    done = run_cli(f"run_dir={run_dir}", f"eval.max_examples={EXAMPLES}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir, done, before
+
+
+# ---- the real CLI on a real run -------------------------------------------------------------------------
+@pytest.mark.slow
+def test_cli_writes_metrics_for_both_sides_and_meta(evaluated):
+    run_dir, done, _ = evaluated
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    for side in ("baseline", "finetuned"):
+        assert SIDE_KEYS <= metrics[side].keys(), SIDE_KEYS - metrics[side].keys()
+        assert metrics[side]["perplexity"] > 1
+        assert 0 <= metrics[side]["clean_stop_rate"] <= 1
+        assert 0 <= metrics[side]["style_similarity"] <= 1
+        assert "length" in metrics[side]["style_features"]
+        assert metrics[side]["pii_leaks"] == 0  # the sample's exports are on disk: leaks were counted
+    assert {"distinct_2", "repeated_3gram_rate", "authorship_p_user"} <= metrics["real"].keys()
+    assert metrics["real"]["authorship_p_user"] > 0.5  # the classifier recognises the user's own replies
+    assert META_KEYS <= metrics["meta"].keys()
+    assert metrics["meta"]["n_examples"] == EXAMPLES
+    assert metrics["meta"]["split"] == "test"
+    assert metrics["meta"]["format"] == "role_tokens"
+    assert metrics["meta"]["generation"]["do_sample"] is False
+    assert "NaN" not in (run_dir / "eval" / "metrics.json").read_text()
+    assert "perplexity" in done.stdout and "report.md" in done.stdout
+
+
+@pytest.mark.slow
+def test_cli_writes_report_plots_samples_and_probes(evaluated):
+    run_dir, _, _ = evaluated
+    out = run_dir / "eval"
+    report = (out / "report.md").read_text()
+    assert "| metric | baseline | fine-tuned |" in report
+    assert "Perplexity (held-out replies)" in report and "## Out-of-domain probes" in report
+    plots = sorted(path.name for path in out.glob("*.png"))
+    assert len(plots) >= 2 and "metrics.png" in plots and "loss.png" in plots
+    for plot in plots:
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == EXAMPLES
+    assert all({"context", "reference", "baseline", "finetuned"} <= row.keys() for row in samples)
+    probes = [json.loads(line) for line in (out / "probes.jsonl").read_text().splitlines()]
+    assert len(probes) == 6
+    assert all(len(probe["baseline"]) == len(probe["finetuned"]) == 3 for probe in probes)
+    assert "Che ne pensi dell'intelligenza artificiale?" in report
+
+
+@pytest.mark.slow
+def test_cli_leaves_no_clutter(evaluated):
+    run_dir, _, before = evaluated
+    assert {path.name for path in run_dir.iterdir()} == before | {"eval"}
+    assert not list(run_dir.glob(f"{STAGING_PREFIX}*"))
+    assert not list((run_dir / "eval").glob("*.log"))
+
+
+@pytest.mark.slow
+def test_baseline_and_finetuned_really_differ(evaluated):
+    run_dir, _, _ = evaluated
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert metrics["baseline"]["perplexity"] != metrics["finetuned"]["perplexity"]
+    samples = [json.loads(line) for line in (run_dir / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert any(row["baseline"] != row["finetuned"] for row in samples)
+
+
+@pytest.mark.slow
+def test_adapter_is_enabled_again_after_the_baseline_pass(run_dir):
+    from replica.evaluation.run import model_side, reply_perplexity
+    from replica.generation import Sampling, generate_replies
+    from replica.run_dir import load_run
+
+    model, formatter, info = load_run(run_dir)
+    examples = load_split(info.config["data"]["dataset_dir"], "val")[:8]
+    contexts = [example["context"] for example in examples]
+    sampling = Sampling(max_new_tokens=12)
+
+    def snapshot():
+        replies = generate_replies(model, formatter, contexts, sampling, batch_size=8)
+        return [reply.token_ids for reply in replies], reply_perplexity(model, formatter, examples, 8)[0]
+
+    before = snapshot()
+    with model_side(model, "baseline"):
+        baseline = snapshot()
+    after = snapshot()
+    with model_side(model, "finetuned"):
+        finetuned = snapshot()
+    assert after == before == finetuned
+    assert baseline[1] != before[1]
+
+
+# ---- bad inputs: one stderr line, exit 2 ------------------------------------------------------------------
+def test_missing_run_dir_is_one_line_error(tmp_path):
+    missing = tmp_path / "no-such-run"
+    assert_one_line_error(run_cli(f"run_dir={missing}"), "no such run directory")
+    assert not missing.exists()
+
+
+def test_run_dir_is_required():
+    assert_one_line_error(run_cli(), "run_dir is required")
+
+
+def test_unknown_override_is_one_line_error(tmp_path):
+    assert_one_line_error(run_cli(f"run_dir={tmp_path}", "eval.max_exampels=3"), "eval.max_exampels")
+
+
+def test_run_without_adapter_is_one_line_error(tmp_path):
+    (tmp_path / "csv").mkdir()
+    assert_one_line_error(run_cli(f"run_dir={tmp_path}"), "incomplete run")
+    assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.slow
+def test_incompatible_run_format_is_one_line_error(run_dir, tmp_path):
+    copy = tmp_path / "old-run"
+    shutil.copytree(run_dir / "adapter", copy / "adapter")
+    meta_path = copy / "adapter" / "replica.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format_version"] = 999
+    meta_path.write_text(json.dumps(meta))
+    assert_one_line_error(run_cli(f"run_dir={copy}"), "incompatible")
+    assert not (copy / "eval").exists()
+
+
+@pytest.mark.slow
+def test_failed_evaluation_keeps_the_previous_report(evaluated):
+    run_dir, _, _ = evaluated
+    previous = (run_dir / "eval" / "metrics.json").read_bytes()
+    dataset = Path(json.loads((run_dir / "adapter" / "replica.json").read_text())["config"]["data"]["dataset_dir"])
+    test_split = dataset / "test.jsonl"
+    aside = test_split.with_name("test.jsonl.aside")
+    test_split.rename(aside)
+    try:
+        assert_one_line_error(run_cli(f"run_dir={run_dir}", f"eval.max_examples={EXAMPLES}"), "test split is missing")
+    finally:
+        aside.rename(test_split)
+    assert (run_dir / "eval" / "metrics.json").read_bytes() == previous
+    assert not list(run_dir.glob(f"{STAGING_PREFIX}*"))
+
+
+# ---- pieces of the pipeline -------------------------------------------------------------------------------
+def test_staged_dir_replaces_only_on_success(tmp_path):
+    final = tmp_path / "eval"
+    with staged_dir(final) as out:
+        (out / "metrics.json").write_text("first")
+    with pytest.raises(RuntimeError):
+        with staged_dir(final) as out:
+            (out / "metrics.json").write_text("half")
+            raise RuntimeError("crash while writing")
+    assert (final / "metrics.json").read_text() == "first"
+    with staged_dir(final) as out:
+        (out / "report.md").write_text("second")
+    assert sorted(path.name for path in final.iterdir()) == ["report.md"]
+    assert [path.name for path in tmp_path.iterdir()] == ["eval"]
+
+
+def test_sample_examples_is_seeded_stable_and_in_file_order():
+    rows = [{"target": str(index)} for index in range(100)]
+    first = sample_examples(rows, 10, seed=3)
+    assert first == sample_examples(rows, 10, seed=3)
+    assert first != sample_examples(rows, 10, seed=4)
+    assert [int(row["target"]) for row in first] == sorted(int(row["target"]) for row in first)
+    assert sample_examples(rows[:5], 10, seed=3) == rows[:5]
+    assert sample_examples(rows, None, seed=3) == rows
+    with pytest.raises(ReplicaInputError, match="max_examples"):
+        sample_examples(rows, 0, seed=3)
+
+
+def test_load_split_errors_name_the_file(tmp_path):
+    with pytest.raises(ReplicaInputError, match=r"test\.jsonl.*split is missing"):
+        load_split(tmp_path, "test")
+    (tmp_path / "val.jsonl").write_text("")
+    with pytest.raises(ReplicaInputError, match="no examples"):
+        load_split(tmp_path, "val")
+    with pytest.raises(ReplicaInputError, match="eval.split"):
+        load_split(tmp_path, "dev")
+
+
+def test_user_and_other_texts_split_by_role_without_duplicates():
+    rows = [
+        {"context": [{"role": "them", "text": "ciao"}, {"role": "me", "text": "ehi"}], "target": "come va"},
+        {"context": [{"role": "me", "text": "ehi"}, {"role": "them", "text": "bene"}], "target": "ottimo"},
+    ]
+    assert user_and_other_texts(rows) == (["come va", "ehi", "ottimo"], ["ciao", "bene"])
+
+
+def test_leak_secrets_without_exports_on_disk_gives_a_note(tmp_path):
+    secrets, note = leak_secrets({"exports": [str(tmp_path / "gone.txt")], "me": ["Marco"]})
+    assert secrets is None and "no longer on disk" in note
+
+
+def test_json_safe_turns_nan_into_null():
+    assert json_safe({"a": math.nan, "b": [math.inf, 1.5], "c": {"d": 2}}) == {"a": None, "b": [None, 1.5], "c": {"d": 2}}
