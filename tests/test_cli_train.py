@@ -1,0 +1,76 @@
+"""train.py through its real command line: config errors, DDP on 2 CPU processes, multirun sweeps."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import FAST_OVERRIDES
+
+ROOT = Path(__file__).resolve().parents[1]
+SHRINK = [o for o in FAST_OVERRIDES if not o.startswith("trainer=")]
+
+
+def run_train(args: list[str], tmp_path: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def paths(tmp_path: Path) -> list[str]:
+    return [f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"]
+
+
+def test_typo_in_a_key_fails_fast_with_the_valid_keys(tmp_path):
+    result = run_train(["lora.rank=8"], tmp_path, timeout=120)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "lora.rank" in lines[0] and "alpha, bias, dropout, r," in lines[0]
+
+
+def test_wrong_type_fails_with_one_line(tmp_path):
+    result = run_train(["lora.r=many", *paths(tmp_path)], tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "lora.r" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(
+        ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *SHRINK, *paths(tmp_path), f"hydra.run.dir={run_dir}"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["global_step"] == 24
+    assert summary["best_val_loss"] < summary["initial_val_loss"]
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_multirun_writes_one_summary_row_per_job(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_train(
+        ["-m", "lora.r=4,8", "optimizer.lr=1e-4,2e-4", "trainer=cpu", *SHRINK, "trainer.max_steps=6",
+         "validate_before_training=false", *paths(tmp_path), f"hydra.sweep.dir={sweep_dir}"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(sweep_dir / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4
+    assert {(int(r["lora.r"]), float(r["optimizer.lr"])) for r in rows} == {(4, 1e-4), (4, 2e-4), (8, 1e-4), (8, 2e-4)}
+    assert all(r["status"] == "done" and r["global_step"] == "6" for r in rows)
+    assert len({r["adapter_dir"] for r in rows}) == 4
