@@ -8,7 +8,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from replica.config import check_overrides
+from replica.config import check_overrides, expand_home_in_overrides
 from replica.errors import ReplicaInputError
 
 
@@ -32,6 +32,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = expand_home_in_overrides(sys.argv[1:])  # data.exports=[~/chats] works as in a shell
     try:
         check_overrides("train", sys.argv[1:])
     except ReplicaInputError as err:

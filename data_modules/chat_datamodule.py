@@ -37,7 +37,7 @@ def dataset_cache_key(data_cfg: Mapping) -> str:
     cfg = {k: v for k, v in _plain(data_cfg).items() if k not in FORMAT_KEYS and k != "dataset_dir"}
     digest = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
     for root in cfg.get("exports") or []:
-        root = Path(root)
+        root = Path(root).expanduser()
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         for path in files:
             digest.update(str(path.relative_to(root.parent) if root.is_dir() else path.name).encode())
@@ -51,7 +51,7 @@ def prepare_cached(data_cfg: Mapping, *, announce=log.info) -> Path:
     """Run the ingest pipeline unless `dataset_dir` already holds the output for these exports + config."""
     from replica.prepare.pipeline import prepare_dataset
 
-    out = Path(data_cfg["dataset_dir"])
+    out = Path(data_cfg["dataset_dir"]).expanduser()
     key = dataset_cache_key(data_cfg)
     marker = out / CACHE_KEY_FILE
     if marker.exists() and marker.read_text().strip() == key and all((out / f"{s}.jsonl").exists() for s in SPLITS):
@@ -97,7 +97,7 @@ class ChatDataModule(LightningDataModule):
 
     @property
     def dataset_dir(self) -> Path:
-        return Path(self.data_cfg["dataset_dir"])
+        return Path(self.data_cfg["dataset_dir"]).expanduser()
 
     def prepare_data(self) -> None:
         prepare_cached(self.data_cfg)

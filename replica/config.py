@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,6 +18,19 @@ CONF_DIR = ROOT_DIR / "conf"
 
 if not OmegaConf.has_resolver("replica_root"):
     OmegaConf.register_new_resolver("replica_root", lambda: str(ROOT_DIR))
+
+
+_HOME_IN_VALUE = re.compile(r"(?<![^\[,\s'\"])~(?=[/\\,\]'\"\s]|$)")
+
+
+def expand_home_in_overrides(overrides: Sequence[str]) -> list[str]:
+    """Replace a `~` that starts a path in an override's value by the home folder (the key part is left alone)."""
+    home = os.path.expanduser("~")
+    expanded = []
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        expanded.append(key + equals + _HOME_IN_VALUE.sub(lambda _: home, value) if equals else override)
+    return expanded
 
 
 def compose(config_name: str, overrides: Sequence[str] = (), *, output_dir: str | None = None) -> DictConfig:

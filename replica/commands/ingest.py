@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -19,7 +18,6 @@ from replica.ingest.whatsapp import DATE_ORDERS
 LINES_PER_WRITE = 4096
 _ENCODER = json.JSONEncoder(ensure_ascii=False)  # one encoder: json.dumps(ensure_ascii=False) builds one per call
 # A `~` opening a path inside an override value (`data.exports=[~/chats]`), which Hydra's grammar rejects unquoted.
-_HOME_IN_VALUE = re.compile(r"(?<![^\[,\s'\"])~(?=[/\\,\]'\"\s]|$)")
 
 
 def add_commands(subcommands: argparse._SubParsersAction) -> None:
@@ -144,7 +142,7 @@ def _day(time: datetime | None) -> str:
 def run_prepare(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    from replica.config import check_overrides, compose, validate
+    from replica.config import expand_home_in_overrides, check_overrides, compose, validate
     from replica.errors import ReplicaInputError
     from replica.prepare.pipeline import prepare_dataset
 
@@ -162,16 +160,6 @@ def run_prepare(args: argparse.Namespace) -> int:
         raise ReplicaInputError(f"cannot write the dataset ({err.strerror}); set data.dataset_dir to a writable "
                                 "folder", path=str(where)) from None
     return 0
-
-
-def expand_home_in_overrides(overrides: Sequence[str]) -> list[str]:
-    """Replace a `~` that starts a path in an override's value by the home folder (the key part is left alone)."""
-    home = os.path.expanduser("~")
-    expanded = []
-    for override in overrides:
-        key, equals, value = override.partition("=")
-        expanded.append(key + equals + _HOME_IN_VALUE.sub(lambda _: home, value) if equals else override)
-    return expanded
 
 
 def expand_user_paths(data: dict[str, Any]) -> dict[str, Any]:

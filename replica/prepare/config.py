@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -102,7 +104,7 @@ def parse_data_config(data_cfg: Mapping | DictConfig) -> DataConfig:
     if problems:
         raise ReplicaInputError("invalid data config: " + "; ".join(filter(None, problems.values())))
     return DataConfig(
-        exports=exports, me=me, dataset_dir=get("dataset_dir"), date_order=get("date_order"), media=get("media"),
+        exports=[os.path.expanduser(p) for p in exports], me=me, dataset_dir=os.path.expanduser(str(get("dataset_dir"))), date_order=get("date_order"), media=get("media"),
         mask=MaskOptions(**mask), phone_region=region.upper(), languages=[code.lower() for code in languages],
         language_sample=get("language_sample"), merge_gap=float(get("merge_gap")),
         session_gap=float(get("session_gap")), context_min=get("context_min"), context_max=get("context_max"),
