@@ -247,7 +247,7 @@ def check_overrides(config_name: str, argv: Sequence[str]) -> None:
             continue
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
-        if not isinstance(node, DictConfig) or leaf not in node:
+        if not isinstance(node, DictConfig) or leaf not in node.keys():
             valid = ", ".join(sorted(str(k) for k in node)) if isinstance(node, DictConfig) else "none"
             problems.append(
                 f"{key} is not a config key (valid keys under {parent or 'the top level'}: {valid}; "

@@ -40,13 +40,19 @@ def _text_matcher(secret: str, whole_word: bool) -> Callable[[str], bool]:
     folded = _fold(secret)
     if not whole_word:
         return lambda reply: folded in _fold(reply)
-    pattern = re.compile(rf"(?<!\w){re.escape(folded)}(?!\w)")
-    return lambda reply: pattern.search(_fold(reply)) is not None
+    # the secret as written or without its accents ("Léa" / "Lea"), but the reply's own accents count:
+    # "sarà" is not the name "Sara" (the same rule prepare's masking uses)
+    forms = sorted({secret, "".join(c for c in unicodedata.normalize("NFKD", secret) if not unicodedata.combining(c))})
+    pattern = re.compile(
+        r"(?<!\w)(?:" + "|".join(re.escape(unicodedata.normalize("NFC", f)) for f in forms) + r")(?!\w)", re.IGNORECASE
+    )
+    return lambda reply: pattern.search(unicodedata.normalize("NFC", reply)) is not None
 
 
 def secret_matcher(secret: str) -> Callable[[str], bool] | None:
     """How a secret is looked for: phone numbers digit-only, e-mails as case-insensitive substrings, anything
-    else (names, IBANs, URLs) as a case- and accent-insensitive whole word. None for a blank secret."""
+    else (names, IBANs, URLs) as a case-insensitive whole word, as written or without its accents. None for a
+    blank secret."""
     secret = secret.strip()
     if not secret:
         return None

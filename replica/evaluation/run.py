@@ -45,7 +45,7 @@ def precheck(argv: Sequence[str]) -> RunInfo:
 
     check_overrides("evaluate", argv)
     cfg = compose("evaluate", [a for a in argv if not a.startswith("-")], output_dir=".")
-    if not cfg.run_dir:
+    if OmegaConf.is_missing(cfg, "run_dir") or not cfg.run_dir:
         raise ReplicaInputError("run_dir is required: python evaluate.py run_dir=logs/train/runs/<date>")
     return inspect_run(cfg.run_dir)
 

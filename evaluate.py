@@ -1,0 +1,52 @@
+"""Compare a run's base model and its fine-tuned adapter on held-out chats: `python evaluate.py run_dir=<run>`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from replica.errors import ReplicaInputError
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score baseline (adapter disabled) and fine-tuned replies, write `<run_dir>/eval/`; return the metrics."""
+    from replica.evaluation.run import run_evaluation
+
+    return run_evaluation(cfg)
+
+
+def _fail(err: ReplicaInputError) -> None:
+    print(f"evaluate.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+    sys.exit(err.exit_code)
+
+
+def _print_summary(metrics: dict[str, Any]) -> None:
+    from replica.evaluation.report import format_value
+    from replica.evaluation.run import EVAL_DIR, HEADLINE
+
+    for key in HEADLINE:
+        base, tuned = metrics["baseline"].get(key), metrics["finetuned"].get(key)
+        print(f"{key:>22}: {format_value(key, base):>9} -> {format_value(key, tuned)}")
+    print(f"report: {metrics['meta']['run_dir']}/{EVAL_DIR}/report.md")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        metrics = evaluate(cfg)
+    except ReplicaInputError as err:
+        _fail(err)
+    _print_summary(metrics)
+
+
+if __name__ == "__main__":
+    try:
+        from replica.evaluation.run import precheck
+
+        precheck(sys.argv[1:])
+    except ReplicaInputError as err:
+        _fail(err)
+    main()
