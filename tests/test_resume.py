@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -40,3 +42,28 @@ def test_mid_epoch_resume_matches_straight_run(tmp_path):
     partial = _trainable(stopped_dir / "checkpoints" / "last.ckpt")
     assert max((partial[k].float() - a[k].float()).abs().max().item() for k in a) > 1e-4
     assert resumed["initial_val_loss"] == pytest.approx(stopped["initial_val_loss"])
+
+
+def test_ckpt_path_auto_picks_the_newest_run_of_the_task(tmp_path):
+    from replica.training.run import resolve_ckpt_path
+    from tests.helpers import tiny_cfg
+
+    cfg = tiny_cfg(tmp_path, ["ckpt_path=auto"])
+    assert resolve_ckpt_path(cfg) is None  # nothing to resume yet: start fresh
+    runs = tmp_path / "logs" / cfg.task_name / "runs"
+    older = runs / "2026-01-01_10-00-00" / "checkpoints" / "last.ckpt"
+    newer = runs / "2026-01-02_10-00-00" / "checkpoints" / "last.ckpt"
+    for i, path in enumerate((older, newer)):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
+    assert resolve_ckpt_path(cfg) == str(newer)
+
+
+def test_missing_ckpt_path_is_a_clear_error(tmp_path):
+    from replica.errors import ReplicaInputError
+    from replica.training.run import resolve_ckpt_path
+    from tests.helpers import tiny_cfg
+
+    with pytest.raises(ReplicaInputError, match="no such checkpoint"):
+        resolve_ckpt_path(tiny_cfg(tmp_path, [f"ckpt_path={tmp_path / 'nope.ckpt'}"]))
