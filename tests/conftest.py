@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
+
+# Every test runs offline: nothing may reach the Hugging Face Hub (subprocesses inherit this).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("WANDB_MODE", "disabled")
 
 import pytest
 
