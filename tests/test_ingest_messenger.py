@@ -159,3 +159,31 @@ def test_load_exports_merges_parts_of_one_folder(tmp_path):
         ("Anna", "ciao"), ("Luca Rossi", "uno"), ("Luca Rossi", "perché"), ("Luca Rossi", "tre")]
     assert sorted(result.files) == sorted(str(p) for p in tmp_path.rglob("message_*.json"))
     assert result.skipped == []
+
+
+def test_end_to_end_encrypted_export_schema_is_read(tmp_path):
+    """Messenger's 2024+ end-to-end-encrypted chats export camelCase keys and plain UTF-8."""
+    from replica.ingest import load_exports
+
+    part = {
+        "participants": ["Marco Bianchi", "Giulia Neri"],
+        "threadName": "Giulia Neri",
+        "messages": [
+            {"isUnsent": False, "media": [], "reactions": [], "senderName": "Giulia Neri",
+             "text": "Ci vediamo là?", "timestamp": 1_700_000_060_000, "type": "text"},
+            {"isUnsent": False, "media": [{"uri": "./media/photo_1.jpg"}], "reactions": [], "senderName": "Marco Bianchi",
+             "text": "", "timestamp": 1_700_000_030_000, "type": "media"},
+            {"isUnsent": True, "media": [], "reactions": [], "senderName": "Marco Bianchi",
+             "text": "", "timestamp": 1_700_000_000_000, "type": "text"},
+        ],
+    }
+    folder = tmp_path / "e2ee" / "giulia_1"
+    folder.mkdir(parents=True)
+    (folder / "message_1.json").write_text(json.dumps(part, ensure_ascii=False), encoding="utf-8")
+    messages = load_exports([tmp_path / "e2ee"]).messages
+    assert [(m.sender, m.kind, m.media, m.text) for m in messages] == [
+        ("Marco Bianchi", "deleted", None, ""),
+        ("Marco Bianchi", "media", "image", ""),
+        ("Giulia Neri", "text", None, "Ci vediamo là?"),
+    ]
+    assert {m.chat for m in messages} == {"Giulia Neri"} and {m.platform for m in messages} == {"messenger"}

@@ -67,11 +67,45 @@ _SYSTEM_TYPES = frozenset({"Call", "Subscribe", "Unsubscribe"})
 
 
 def looks_like_messenger(obj: Any) -> bool:
-    """True for a Messenger/Instagram `message_N.json` part."""
+    """True for a Messenger/Instagram `message_N.json` part (classic or end-to-end-encrypted export)."""
     if not isinstance(obj, dict) or not isinstance(obj.get("participants"), list):
         return False
     messages = obj.get("messages")
-    return isinstance(messages, list) and all(isinstance(m, dict) and "timestamp_ms" in m for m in messages[:20])
+    return isinstance(messages, list) and all(
+        isinstance(m, dict) and ("timestamp_ms" in m or ("timestamp" in m and "senderName" in m)) for m in messages[:20]
+    )
+
+
+_E2EE_MEDIA = (  # file extension of an end-to-end-encrypted export's media uri -> classic attachment key
+    ((".jpg", ".jpeg", ".png", ".webp", ".heic"), "photos"),
+    ((".mp4", ".mov", ".webm"), "videos"),
+    ((".mp3", ".m4a", ".aac", ".wav", ".ogg", ".opus"), "audio_files"),
+    ((".gif",), "gifs"),
+)
+
+
+def _classic_part(part: dict) -> dict:
+    """Rewrite an end-to-end-encrypted Messenger export (camelCase keys, 2024+) into the classic schema."""
+    if "threadName" not in part and not any(isinstance(m, dict) and "senderName" in m for m in part.get("messages") or []):
+        return part
+    participants = [{"name": p} if isinstance(p, str) else p for p in part.get("participants") or []]
+    return {"participants": participants, "title": part.get("threadName"), "messages": [_classic_message(m) for m in part.get("messages") or [] if isinstance(m, dict)]}
+
+
+def _classic_message(raw: dict) -> dict:
+    if "timestamp_ms" in raw:
+        return raw
+    out = {
+        "sender_name": raw.get("senderName"),
+        "timestamp_ms": raw.get("timestamp"),
+        "content": raw.get("text") or "",
+        "is_unsent": bool(raw.get("isUnsent")),
+    }
+    for item in raw.get("media") or []:
+        uri = str(item.get("uri", "") if isinstance(item, dict) else item).lower()
+        key = next((k for exts, k in _E2EE_MEDIA if uri.endswith(exts)), "files")
+        out.setdefault(key, []).append(item)
+    return out
 
 
 def repair_mojibake(text: str) -> str:
@@ -84,7 +118,7 @@ def repair_mojibake(text: str) -> str:
 
 def parse_messenger(parts: list[dict], *, source: str) -> list[Message]:
     """Merge the parts of one thread, drop duplicates, and return its messages oldest first."""
-    parts = [_repair_all(part) for part in parts]
+    parts = [_classic_part(_repair_all(part)) for part in parts]
     chat = _chat_name(parts, source)
     zone = _zone()
     seen: set[str] = set()
