@@ -331,3 +331,13 @@ def test_70k_messages_parse_completely():
     assert len(messages) == 70_000
     assert messages[-1].text == "message 69999"
     assert sum(m.text.endswith("\na continuation line") for m in messages) == 7_000
+
+
+def test_nordic_time_connector_words():
+    finnish = parse("12.3.2021 klo 21.04 - Matti: moi\n13.3.2021 klo 8.05 - Liisa: hei")
+    assert [(m.time, m.sender, m.text) for m in finnish] == [
+        (datetime(2021, 3, 12, 21, 4), "Matti", "moi"),
+        (datetime(2021, 3, 13, 8, 5), "Liisa", "hei"),
+    ]
+    danish = parse("[12.03.2021 kl. 21.04.11] Mette: hej")
+    assert (danish[0].time, danish[0].sender) == (datetime(2021, 3, 12, 21, 4, 11), "Mette")

@@ -33,7 +33,8 @@ _TIME = (
     r"(?P<hour>\d{1,2})[:.](?P<minute>\d{2})(?:[:.](?P<second>\d{2}))?"
     rf"(?:{_S}?(?P<ampm>[AaPp]\.?{_S}?[Mm]\.?))?"
 )
-_DATE_TIME = rf"{_DATE}{_M}(?:,{_S}?|{_S}){_M}{_TIME}{_M}"
+_AT = rf"(?:(?:klo|kl\.){_S})?"  # Finnish "12.3.2021 klo 21.04", Danish/Norwegian "kl. 21.04"
+_DATE_TIME = rf"{_DATE}{_M}(?:,{_S}?|{_S}){_AT}{_M}{_TIME}{_M}"
 _REST = r"(?P<rest>.*)"
 HEADER_FAMILIES: dict[str, str] = {
     "ios": rf"{_M}\[{_M}{_DATE_TIME}\]{_S}?{_REST}",
