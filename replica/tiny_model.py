@@ -34,7 +34,8 @@ from transformers import (
 from replica.atomic import write_json
 from replica.errors import ReplicaInputError
 
-BUILD_FORMAT = 1  # bump when the build recipe changes so old cache entries are not reused
+BUILD_FORMAT = 2  # bump when the build recipe changes so old cache entries are not reused
+DOC_TEXTS = 16  # texts per pretraining document
 INFO_FILE = "replica_tiny.json"
 EOS_TOKEN = "<|endoftext|>"
 CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
@@ -168,8 +169,14 @@ def _new_model(args: dict, rows: int, eos_id: int) -> PreTrainedModel:
 
 
 def _packed_chunks(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], seq: int) -> torch.Tensor:
-    """Every text followed by eos, concatenated and cut into `seq`-token rows (one short row if too little)."""
-    encoded = tokenizer.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    """Texts as chat-log documents (DOC_TEXTS consecutive texts joined by newlines, then eos), concatenated and
+    cut into `seq`-token rows (one short row if too little).
+
+    Like a real base model, the result continues a conversation line after line instead of stopping after one
+    message: ending a reply is what fine-tuning has to teach, and the demo's baseline shows it.
+    """
+    documents = ["\n".join(texts[i : i + DOC_TEXTS]) for i in range(0, len(texts), DOC_TEXTS)]
+    encoded = tokenizer.backend_tokenizer.encode_batch(documents, add_special_tokens=False)
     stream = [token for encoding in encoded for token in (*encoding.ids, tokenizer.eos_token_id)]
     width = min(seq, len(stream))
     usable = len(stream) // width * width
