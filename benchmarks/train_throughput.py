@@ -162,7 +162,7 @@ def run_ours(cfg, base_path: str, batch_size: int, clock: StepClock, workdir: Pa
     from lightning import Callback, seed_everything
 
     from replica.training.base_model import load_tokenizer, role_tokens
-    from replica.training.module import ReplicaModule
+    from replica.training.run import build_module
 
     class Clock(Callback):
         def on_train_start(self, trainer, pl_module) -> None:
@@ -175,16 +175,7 @@ def run_ours(cfg, base_path: str, batch_size: int, clock: StepClock, workdir: Pa
     datamodule = instantiate(cfg.datamodule, data=cfg.data, batch_size=batch_size, preview_path=None)
     tokenizer = load_tokenizer(base_path, cfg.model, cfg.data.format)
     datamodule.attach(tokenizer, role_tokens(cfg.model))
-    module = ReplicaModule(
-        model=cfg.model,
-        quant=cfg.quant,
-        lora=cfg.lora,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler),
-        data_format=cfg.data.format,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-    )
-    module.attach(base_path, tokenizer)
+    module = build_module(cfg, base_path, tokenizer)
     trainer = instantiate(
         cfg.trainer,
         default_root_dir=str(workdir),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from replica.config import GenerationSchema
 from replica.evaluation.stops import StopCheck
 from replica.training.formatting import ChatFormatter
 
@@ -19,15 +20,9 @@ class Reply:
     clean_stop: bool  # ended by end-of-turn/EOS before the token limit, no other-role marker leaked
 
 
-@dataclass(frozen=True)
-class Sampling:
-    max_new_tokens: int = 64
-    do_sample: bool = False
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    seed: int = 0
+@dataclass
+class Sampling(GenerationSchema):
+    """Generation settings (the `generation` config section's keys)."""
 
     @classmethod
     def from_cfg(cls, cfg: Mapping | None) -> "Sampling":

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import phonenumbers
 
+from replica.config import MaskSchema as MaskOptions  # one definition of the mask switches
 from replica.prepare.identity import display_name, normalize_name, strip_accents
 
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"]+", re.IGNORECASE)
@@ -26,16 +26,6 @@ _CARD = re.compile(r"(?<![\w+])\d(?:[ -]?\d){12,18}(?!\w)")
 _DIGIT = re.compile(r"\d")
 _MIN_PHONE_DIGITS = 7
 _MIN_NAME_LETTERS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class MaskOptions:
-    phones: bool = True
-    emails: bool = True
-    urls: bool = True
-    iban: bool = True
-    cards: bool = True
-    names: bool = True
 
 
 def iban_is_valid(candidate: str) -> bool:

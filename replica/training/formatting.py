@@ -74,26 +74,21 @@ class ChatFormatter:
         if self.style == "chat_template":
             return self._encode_template(context, target)
         completion = self._completion_ids(target)
-        head = self._prompt_tail_ids()
-        budget = self.max_length - len(self._bos) - len(head) - len(completion)
-        if budget < 0:
+        if self.max_length - len(self._bos) - len(self._prompt_tail_ids()) - len(completion) < 0:
             return None
-        kept: list[list[int]] = []
-        for turn in reversed(context):
-            ids = self._turn_ids(turn["role"], turn["text"])
-            if len(ids) > budget:
-                break
-            kept.append(ids)
-            budget -= len(ids)
-        prompt = self._bos + [i for ids in reversed(kept) for i in ids] + head
-        return Encoded(prompt + completion, [IGNORE_INDEX] * len(prompt) + completion, len(kept))
+        prompt, turns = self._fitted_prompt(context, self.max_length - len(completion))
+        return Encoded(prompt + completion, [IGNORE_INDEX] * len(prompt) + completion, turns)
 
     def prompt_ids(self, context: Sequence[dict]) -> list[int]:
         """The generation prompt for `context` (same truncation rule, reserving room for the reply)."""
         if self.style == "chat_template":
             return self._template_prompt_ids(context, self.max_length // 2)
+        return self._fitted_prompt(context, self.max_length // 2)[0]
+
+    def _fitted_prompt(self, context: Sequence[dict], room: int) -> tuple[list[int], int]:
+        """BOS + the newest context turns that fit in `room` tokens + the reply opener; and how many turns."""
         head = self._prompt_tail_ids()
-        budget = self.max_length // 2 - len(self._bos) - len(head)
+        budget = room - len(self._bos) - len(head)
         kept: list[list[int]] = []
         for turn in reversed(context):
             ids = self._turn_ids(turn["role"], turn["text"])
@@ -101,7 +96,7 @@ class ChatFormatter:
                 break
             kept.append(ids)
             budget -= len(ids)
-        return self._bos + [i for ids in reversed(kept) for i in ids] + head
+        return self._bos + [i for ids in reversed(kept) for i in ids] + head, len(kept)
 
     def clean_reply(self, text: str) -> str:
         """Cut a decoded generation at the first end-of-turn, EOS or other-role marker."""

@@ -48,6 +48,21 @@ def _is_rank_zero() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
 
 
+def build_module(cfg: DictConfig, base_path: str, tokenizer) -> ReplicaModule:
+    """The LightningModule of a run, with its optimizer/scheduler factories from the config."""
+    module = ReplicaModule(
+        model=cfg.model,
+        quant=cfg.quant,
+        lora=cfg.lora,
+        optimizer=instantiate(cfg.optimizer, _convert_="all"),  # plain lists: checkpoints stay weights_only-safe
+        scheduler=instantiate(cfg.scheduler, _convert_="all"),
+        data_format=cfg.data.format,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+    )
+    module.attach(base_path, tokenizer)
+    return module
+
+
 def run_training(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     seed_everything(cfg.seed, workers=True)
@@ -62,16 +77,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     tokenizer = load_tokenizer(base_path, cfg.model, cfg.data.format)
     datamodule.attach(tokenizer, role_tokens(cfg.model))
 
-    module = ReplicaModule(
-        model=cfg.model,
-        quant=cfg.quant,
-        lora=cfg.lora,
-        optimizer=instantiate(cfg.optimizer, _convert_="all"),  # plain lists: checkpoints stay weights_only-safe
-        scheduler=instantiate(cfg.scheduler, _convert_="all"),
-        data_format=cfg.data.format,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-    )
-    module.attach(base_path, tokenizer)
+    module = build_module(cfg, base_path, tokenizer)
 
     callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks"))
     for callback in callbacks:
