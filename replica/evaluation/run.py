@@ -50,6 +50,15 @@ def precheck(argv: Sequence[str]) -> RunInfo:
     return inspect_run(cfg.run_dir)
 
 
+def resolve_device(name: str) -> str:
+    """`auto` -> `cuda` when a GPU is visible, else `cpu`; anything else is used as given."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
 def load_split(dataset_dir: str | Path, split: str) -> list[dict]:
     """Examples of one split of the run's dataset; a clear error when it is gone or empty."""
     if split not in SPLITS:
@@ -362,11 +371,12 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     examples = sample_examples(split_rows, cfg.eval.max_examples, cfg.seed)
     secrets, pii_note = leak_secrets(data_cfg)
     reference = build_reference(examples, train_rows, secrets, cfg.seed)
-    embedder = Embedder(cfg.metrics.embedder, device=cfg.eval.device)
+    device = resolve_device(cfg.eval.device)
+    embedder = Embedder(cfg.metrics.embedder, device=device)
 
     torch.manual_seed(cfg.seed)
     log.info("loading %s (%d %s examples)", run_dir, len(examples), cfg.eval.split)
-    model, formatter, info = load_run(run_dir, device=cfg.eval.device, quantized=cfg.eval.quantized)
+    model, formatter, info = load_run(run_dir, device=device, quantized=cfg.eval.quantized)
     sampling = Sampling.from_cfg(cfg.generation)
     probe_sampling = Sampling(
         max_new_tokens=sampling.max_new_tokens,
@@ -401,7 +411,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         stops = [reply.clean_stop for reply in replies[side]]
         metrics[side] = {
             "perplexity": perplexity,
-            **score_texts(texts, stops, reference, embedder, cfg.metrics, cfg.eval.device),
+            **score_texts(texts, stops, reference, embedder, cfg.metrics, device),
         }
     metrics["real"] = score_real(reference)
     samples = cfg.probes.samples
@@ -422,7 +432,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         "base_model": info.meta["base_model"],
         "format": info.meta["format"],
         "adapter_step": info.meta.get("global_step"),
-        "device": cfg.eval.device,
+        "device": device,
         "quantized": cfg.eval.quantized,
         "meteor_synonyms": wordnet_available(),
         "embedder": cfg.metrics.embedder or DEFAULT_EMBEDDER,
