@@ -63,7 +63,16 @@ def build_module(cfg: DictConfig, base_path: str, tokenizer) -> ReplicaModule:
     return module
 
 
+def _one_console_log() -> None:
+    """Lightning adds its own console handlers; under Hydra's logging they would print every line twice."""
+    if logging.getLogger().handlers:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+
+
 def run_training(cfg: DictConfig) -> dict[str, Any]:
+    _one_console_log()
     validate(cfg)
     seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
