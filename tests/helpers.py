@@ -45,3 +45,13 @@ def train_tiny(tmp_path: Path, overrides: list[str] | tuple[str, ...] = (), **kw
 
     cfg = tiny_cfg(tmp_path, overrides, **kwargs)
     return train(cfg), Path(cfg.paths.output_dir)
+
+
+def assert_one_line_error(result, prefix: str, *fragments: str) -> None:
+    """A CLI's bad-input contract: exit 2, exactly one stderr line starting with `prefix`, no traceback."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]

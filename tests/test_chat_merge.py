@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import train_tiny
+from tests.helpers import assert_one_line_error, train_tiny
 
 MARKERS = ("<|me|>", "<|them|>", "<|eot|>", "<|endoftext|>", "<|pad|>")
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,13 +32,6 @@ def assert_clean_reply(line: str) -> None:
     assert "\n" not in line and not line.lstrip().startswith(("A:", "B:")), line
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("replica: error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +179,7 @@ def test_merge_force_replaces_a_previous_merge(run_dir, tmp_path):
 @pytest.mark.parametrize("command", [["chat", "--once", "ciao"], ["merge", "--out", "unused-out"]])
 def test_missing_run_dir_is_one_line_error(tmp_path, command):
     result = replica(command[0], tmp_path / "no-such-run", *command[1:])
-    assert_one_line_error(result, "no such run directory")
+    assert_one_line_error(result, "replica: error: ", "no such run directory")
     assert not (ROOT / "unused-out").exists()
 
 
@@ -195,7 +188,7 @@ def test_incomplete_run_dir_is_one_line_error(tmp_path, command):
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
     result = replica(command[0], tmp_path, *command[1:])
-    assert_one_line_error(result, "incomplete run", "adapter_model.safetensors")
+    assert_one_line_error(result, "replica: error: ", "incomplete run", "adapter_model.safetensors")
 
 
 @pytest.mark.slow
@@ -204,8 +197,8 @@ def test_merge_refuses_non_empty_out_without_force(run_dir, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     result = replica("merge", run_dir, "--out", out)
-    assert_one_line_error(result, "--force")
+    assert_one_line_error(result, "replica: error: ", "--force")
     forced = replica("merge", run_dir, "--out", out, "--force")  # not a model folder: --force won't delete it
-    assert_one_line_error(forced, "config.json")
+    assert_one_line_error(forced, "replica: error: ", "config.json")
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]

@@ -21,7 +21,7 @@ from replica.evaluation.run import (
     user_and_other_texts,
 )
 from replica.errors import ReplicaInputError
-from tests.helpers import train_tiny
+from tests.helpers import assert_one_line_error, train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = 24
@@ -42,13 +42,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert done.returncode == 2, done.stderr[-2000:]
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("evaluate.py: error:"), done.stderr
-    assert "Traceback" not in done.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -153,21 +146,21 @@ def test_adapter_is_enabled_again_after_the_baseline_pass(run_dir):
 # ---- bad inputs: one stderr line, exit 2 ------------------------------------------------------------------
 def test_missing_run_dir_is_one_line_error(tmp_path):
     missing = tmp_path / "no-such-run"
-    assert_one_line_error(run_cli(f"run_dir={missing}"), "no such run directory")
+    assert_one_line_error(run_cli(f"run_dir={missing}"), "evaluate.py: error:", "no such run directory")
     assert not missing.exists()
 
 
 def test_run_dir_is_required():
-    assert_one_line_error(run_cli(), "run_dir is required")
+    assert_one_line_error(run_cli(), "evaluate.py: error:", "run_dir is required")
 
 
 def test_unknown_override_is_one_line_error(tmp_path):
-    assert_one_line_error(run_cli(f"run_dir={tmp_path}", "eval.max_exampels=3"), "eval.max_exampels")
+    assert_one_line_error(run_cli(f"run_dir={tmp_path}", "eval.max_exampels=3"), "evaluate.py: error:", "eval.max_exampels")
 
 
 def test_run_without_adapter_is_one_line_error(tmp_path):
     (tmp_path / "csv").mkdir()
-    assert_one_line_error(run_cli(f"run_dir={tmp_path}"), "incomplete run")
+    assert_one_line_error(run_cli(f"run_dir={tmp_path}"), "evaluate.py: error:", "incomplete run")
     assert not (tmp_path / "eval").exists()
 
 
@@ -179,7 +172,7 @@ def test_incompatible_run_format_is_one_line_error(run_dir, tmp_path):
     meta = json.loads(meta_path.read_text())
     meta["format_version"] = 999
     meta_path.write_text(json.dumps(meta))
-    assert_one_line_error(run_cli(f"run_dir={copy}"), "incompatible")
+    assert_one_line_error(run_cli(f"run_dir={copy}"), "evaluate.py: error:", "incompatible")
     assert not (copy / "eval").exists()
 
 
@@ -192,7 +185,7 @@ def test_failed_evaluation_keeps_the_previous_report(evaluated):
     aside = test_split.with_name("test.jsonl.aside")
     test_split.rename(aside)
     try:
-        assert_one_line_error(run_cli(f"run_dir={run_dir}", f"eval.max_examples={EXAMPLES}"), "test split is missing")
+        assert_one_line_error(run_cli(f"run_dir={run_dir}", f"eval.max_examples={EXAMPLES}"), "evaluate.py: error:", "test split is missing")
     finally:
         aside.rename(test_split)
     assert (run_dir / "eval" / "metrics.json").read_bytes() == previous
