@@ -4,6 +4,8 @@ Every person, number, address and conversation here is made up. Phone numbers us
 addresses use the reserved example.com/.org/.net domains, so the PII masker has something safe to mask.
 The sample user, Marco Bianchi, texts in a consistent style (lowercase bursts, "ahahah", "raga", "top",
 "vabbè", "tipo", "bro", 😂/🔥, elongated words) so a small model can learn it and stylometry can spot him.
+Every person also words the same thing in several ways (their own synonyms, openers and tails), so few replies
+repeat verbatim and a held-out reply is mostly new text rather than a copy of a training one.
 """
 
 from __future__ import annotations
@@ -30,17 +32,22 @@ LRM = "\u200e"
 
 SLOTS = {
     "day": ["stasera", "domani sera", "sabato sera", "venerdì", "domenica", "giovedì sera", "sabato pomeriggio"],
-    "time": ["alle 8", "alle 9", "alle 21", "alle 20:30", "alle 19", "verso le 10", "alle 22", "alle 18:30"],
+    "time": ["alle 8", "alle 9", "alle 21", "alle 20:30", "alle 19", "verso le 10", "alle 22", "alle 18:30",
+             "alle 19:45", "verso le 7", "alle 21:15", "dopo cena", "alle 17"],
     "place": ["da Gino", "al pub sotto casa", "in centro", "al Parco Sempione", "sui Navigli", "al cinema Odeon",
-              "da Pippo", "al lago", "al bar della piazza", "alla Trattoria del Sole"],
-    "food": ["pizza", "sushi", "kebab", "carbonara", "poke", "hamburger", "piadina", "ramen", "tacos"],
+              "da Pippo", "al lago", "al bar della piazza", "alla Trattoria del Sole", "all'Osteria del Ponte",
+              "al circolo", "in Darsena", "da Rita", "al bowling", "in Porta Romana", "al rooftop dell'hotel"],
+    "food": ["pizza", "sushi", "kebab", "carbonara", "poke", "hamburger", "piadina", "ramen", "tacos", "lasagne",
+             "risotto", "cinese", "indiano", "arrosticini", "focaccia", "gnocchi", "thai"],
     "show": ["la nuova serie", "quel film di fantascienza", "il documentario sugli squali", "la terza stagione",
              "la serie spagnola", "quel thriller coreano"],
-    "friend": ["Chiara", "Davide", "Fede", "Ale", "Simo", "Marti", "Paolo", "Nico", "Bea"],
+    "friend": ["Chiara", "Davide", "Fede", "Ale", "Simo", "Marti", "Paolo", "Nico", "Bea", "Tommy", "Irene", "Matte",
+               "Vale", "Gabri", "Lori", "Stefano", "Ludo"],
     "team": ["l'Inter", "il Milan", "la Juve", "l'Atalanta", "il Napoli", "la Roma"],
     "score": ["2-1", "3-0", "1-1", "2-2", "4-2", "3-1", "0-1"],
     "game": ["FIFA", "Fortnite", "Mario Kart", "Rocket League", "Among Us"],
-    "thing": ["le chiavi", "il caricatore", "la felpa", "gli occhiali", "la borraccia", "l'ombrello", "le cuffie"],
+    "thing": ["le chiavi", "il caricatore", "la felpa", "gli occhiali", "la borraccia", "l'ombrello", "le cuffie",
+              "il portafoglio", "la giacca", "il libro", "lo zaino", "la sciarpa"],
     "excuse": ["domani lavoro presto", "ho una riunione alle 9", "sono distrutto", "devo finire una consegna",
                "ho mal di testa", "ho la cena dai miei"],
     "weather": ["piove da stamattina", "fa un caldo assurdo", "c'è un vento pazzesco", "fa freddissimo",
@@ -363,6 +370,52 @@ NUMBER_JOINS = """N: Ciao a tutti! Sono Paolo, l'amico di Luca. Giovedì posso v
 NUMBER_THANKS = """N: Grazie per la partita ragazzi, siete forti. Il mio numero ce l'avete se serve uno!
                    M: grazie a te bro|alla prossima"""
 
+# Each person's ways of saying the same thing: a key (a whole word or phrase, as the templates write it) is
+# replaced, each time independently, by one of its variants. Marco's keys are matched after lowercasing.
+MARCO_PHRASES = {
+    "top": ["top", "toppp", "spettacolo", "una bomba", "fighissimo", "stupendo", "una figata"],
+    "assurdo": ["assurdo", "pazzesco", "allucinante", "incredibile", "roba da matti", "surreale"],
+    "tipo": ["tipo", "praticamente", "più o meno", "boh tipo", "circa"],
+    "bro": ["bro", "fra", "zio", "frate", "amo"],
+    "raga": ["raga", "ragaa", "gente", "ragazzi", "regaz"],
+    "ok": ["ok", "okk", "okay", "va bene", "d'accordo", "ci sta"],
+    "vabbè": ["vabbè", "vabbe", "vabbuò", "pazienza", "amen", "e vabbè"],
+    "grazie": ["grazie", "grazie mille", "grazieee", "thx", "grazie davvero", "ti adoro"],
+    "perfetto": ["perfetto", "perfettoo", "ottimo", "benissimo", "fantastico"],
+    "ci sto": ["ci sto", "ci sono", "conta su di me", "io ci sono", "presente"],
+    "siii": ["siii", "sisi", "certo", "ovvio", "assolutamente", "ma certo"],
+    "nooo": ["nooo", "noo", "ma no", "oddio", "no dai", "ma noo"],
+    "comunque": ["comunque", "cmq", "ad ogni modo", "in ogni caso"],
+    "arrivo": ["arrivo", "sto arrivando", "quasi lì", "sono per strada"],
+    "grande": ["grande", "grandissimo", "mitico", "sei un mito", "idolo"],
+    "niente": ["niente", "nulla", "zero", "niente di niente"],
+    "giuro": ["giuro", "davvero", "sul serio", "te lo giuro", "giuro su tutto"],
+    "daiii": ["daiii", "daje", "andiamo", "vamos", "forza"],
+    "che invidia": ["che invidia", "invidia pura", "beato te", "che fortuna"],
+    "ci vediamo lì": ["ci vediamo lì", "ci becchiamo lì", "a dopo", "ci vediamo là"],
+    "fai bene": ["fai bene", "bravo", "giusto così", "hai ragione"],
+    "sei un grande": ["sei un grande", "sei un mito", "ti devo una birra", "ti amo fra"],
+    "minuti": ["minuti", "min", "minuti max", "minuti giuro"],
+    "the best": ["the best", "amazing", "so good", "legendary"],
+    "thanks": ["thanks", "thx", "thank u", "ty", "thanks a lot"],
+    "same": ["same", "me too", "same here", "literally me"],
+    "yesss": ["yesss", "yep", "sure", "of course", "yess obviously"],
+}
+MARCO_OPENERS = {"it": ["oh", "allora", "senti", "ma", "eh", "ah", "beh", "ecco"], "en": ["oh", "well", "so", "ah"]}
+PEOPLE_PHRASES = {
+    LUCA: {"Perfetto": ["Perfetto", "Ottimo", "Benissimo"], "Grazie": ["Grazie", "Grazie mille", "Ti ringrazio"],
+           "Ok": ["Ok", "Va bene", "D'accordo"], "Sì": ["Sì", "Certo", "Esatto"], "Haha": ["Haha", "Ahah"]},
+    SARA: {"Thanks": ["Thanks", "Thank you", "Thanks a lot"], "Great": ["Great", "Awesome", "Perfect"],
+           "Ok": ["Ok", "Okay", "Sure"], "Sì": ["Sì", "Yes", "Sì sì"]},
+    GIORGIO: {"Ok": ["Ok", "Va bene", "Perfetto"], "Grazie": ["Grazie", "Grazie ragazzi"], "Sì": ["Sì", "Certo"]},
+    NUMBER: {},
+    ELENA: {"Perfetto": ["Perfetto", "Ottimo", "Fantastico"], "Grazie": ["Grazie", "Grazie mille", "Grazie tesoro"],
+            "Ok": ["Ok", "Va benissimo", "Perfetto"], "Sì": ["Sì", "Certo", "Assolutamente"],
+            "Thanks": ["Thanks", "Thank you so much"], "Great": ["Great", "Lovely", "Perfect"]},
+    GIULIA: {"Perfetto": ["Perfetto", "Ottimo", "Top"], "Grazie": ["Grazie", "Grazie mille", "Grazieee"],
+             "Ok": ["Ok", "Okay", "Va bene"], "Sì": ["Sì", "Certo", "Ovvio"], "Ma dai": ["Ma dai", "Davvero", "No!"]},
+}
+
 PEOPLE_STYLE = {
     LUCA: {"laughs": ["haha", "hehe"], "emoji": ["👍", "😄", "⚽"], "rate": 0.12},
     SARA: {"laughs": ["haha", "lol"], "emoji": ["😊", "🙈", "🙌"], "rate": 0.15},
@@ -376,8 +429,9 @@ THEIR_EMAIL = {LUCA: "luca.ferri@example.com", SARA: "sara.conti@example.com",
 
 MARCO_ELONGATE = {"si": "i", "dai": "i", "no": "o", "ok": "k", "grande": "e", "ciao": "o", "grazie": "e",
                   "buongiorno": "o", "top": "p", "yes": "s", "nice": "e", "bello": "o", "vai": "i"}
-MARCO_TAILS = {"it": ["ahahah", "vabbè", "top", "😂😂", "🔥🔥", "comunque", "tipo boh"],
-               "en": ["ahahah", "bro", "top", "😂😂", "🔥"]}
+MARCO_TAILS = {"it": ["ahahah", "vabbè", "top", "😂😂", "🔥🔥", "comunque", "tipo boh", "che ridere", "mamma mia",
+                      "non ci credo", "vabbè dai", "sto morendo", "ciaooo"],
+               "en": ["ahahah", "bro", "top", "😂😂", "🔥", "lol", "crazy", "no way"]}
 LAUGH = re.compile(r"\bahah\w*")
 MARCO_HYPED = re.compile(r"\b(top|si+|dai+|yes+|ci sto|perfetto|grande|daje|andiamo|vai|facciamolo)\b")
 MARCO_SOBER = re.compile(r"\b(no+|male|riposati|riprenditi|peccato|scusa|sorry)\b")
@@ -401,9 +455,18 @@ class Msg:
 # Writing styles
 # --------------------------------------------------------------------------------------------------------------
 
+def rephrase(rng: random.Random, phrases: dict[str, list[str]], text: str) -> str:
+    """Replace every whole-word occurrence of a key of `phrases` by one of its variants (no chaining)."""
+    if not phrases:
+        return text
+    keys = sorted(phrases, key=len, reverse=True)
+    pattern = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, keys)) + r")(?!\w)")
+    return pattern.sub(lambda match: rng.choice(phrases[match.group(1)]), text)
+
+
 def marco_style(rng: random.Random, text: str) -> str:
     """Rewrite one of Marco's messages in his texting style."""
-    text = text.lower().rstrip(".")
+    text = rephrase(rng, MARCO_PHRASES, text.lower().rstrip("."))
     text = LAUGH.sub(lambda _: "ah" * rng.randint(2, 5), text)
     if rng.random() < 0.35:
         words = text.split(" ")
@@ -425,6 +488,7 @@ def marco_style(rng: random.Random, text: str) -> str:
 def other_style(rng: random.Random, sender: str, text: str) -> str:
     """Proper capitalization and punctuation, plus the sender's own laugh and emoji habits."""
     style = PEOPLE_STYLE[sender]
+    text = rephrase(rng, PEOPLE_PHRASES[sender], text)
     text = text[:1].upper() + text[1:]
     if text[-1:].isalnum() and "\n" not in text and "://" not in text.rsplit(" ", 1)[-1]:
         text += "."
@@ -470,7 +534,10 @@ def play_exchange(rng: random.Random, template: str, cast: dict[str, str], lang:
         role, text = line.split(": ", 1)
         sender = cast[role]
         extra = {"their_email": THEIR_EMAIL.get(sender, "info@example.com")}
-        for part in fill_slots(rng, text, chosen, extra).split("|"):
+        parts = fill_slots(rng, text, chosen, extra).split("|")
+        if sender == ME and not MEDIA_TOKEN.match(parts[0]) and rng.random() < 0.25:
+            parts[0] = f"{rng.choice(MARCO_OPENERS[lang])} {parts[0]}"
+        for part in parts:
             part = part.replace("¶", "\n")
             if MEDIA_TOKEN.match(part):
                 out.append((sender, part))
