@@ -10,12 +10,17 @@ from pathlib import Path, PurePosixPath
 
 from replica.errors import ReplicaInputError
 from replica.ingest.message import Message
+from replica.ingest.discord import looks_like_discord, parse_discord
 from replica.ingest.messenger import looks_like_messenger, parse_messenger
+from replica.ingest.signal import looks_like_signal, parse_signal
 from replica.ingest.sources import decode_text, is_zip, iter_files, reason_of
 from replica.ingest.telegram import looks_like_telegram, parse_telegram
 from replica.ingest.whatsapp import DATE_ORDERS, looks_like_whatsapp, parse_whatsapp
 
-SUPPORTED = "a WhatsApp .txt export, a Telegram result.json or a Messenger/Instagram message_N.json"
+SUPPORTED = (
+    "a WhatsApp .txt export, a Telegram result.json, a Messenger/Instagram message_N.json, a Signal chat.md "
+    "(signal-export) or a Discord .json (DiscordChatExporter)"
+)
 
 # "WhatsApp Chat with Luca", "Chat WhatsApp con Luca", "WhatsApp Chat - Luca" (iOS zip), ...
 _WHATSAPP_PREFIX = re.compile(
@@ -81,8 +86,12 @@ def _load_one(name: str, data: bytes, date_order: str, result: LoadResult) -> di
             result.files.append(name)
         elif looks_like_messenger(obj):
             return obj
+        elif looks_like_discord(obj):
+            _add(result, name, *parse_discord(obj, source=name))
         else:
             raise ReplicaInputError(f"JSON of an unknown layout; pass {SUPPORTED}", path=name)
+    elif looks_like_signal(text, name):
+        _add(result, name, *parse_signal(text, source=name))
     elif looks_like_whatsapp(text):
         result.messages.extend(parse_whatsapp(text, source=name, chat=whatsapp_chat_name(name), date_order=date_order))
         result.files.append(name)
@@ -93,6 +102,12 @@ def _load_one(name: str, data: bytes, date_order: str, result: LoadResult) -> di
     else:
         raise ReplicaInputError(f"not a recognised chat export; pass {SUPPORTED}", path=name)
     return None
+
+
+def _add(result: LoadResult, name: str, messages: list[Message], owners: set[str]) -> None:
+    result.messages.extend(messages)
+    result.owners |= owners
+    result.files.append(name)
 
 
 def _load_thread(parts: list[tuple[str, dict, bool]], result: LoadResult) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 KINDS = ("text", "media", "system", "deleted")
-PLATFORMS = ("whatsapp", "telegram", "messenger")
+PLATFORMS = ("whatsapp", "telegram", "messenger", "signal", "discord")
 # Normalized media types (`Message.media`); parsers map localized placeholders onto these.
 MEDIA_TYPES = (
     "image", "video", "audio", "sticker", "gif", "document", "location", "contact", "poll", "share", "other",
