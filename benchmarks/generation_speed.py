@@ -35,7 +35,7 @@ def val_contexts(run_dir: Path, count: int) -> list[list[dict]]:
 
 
 def timed(model, formatter, contexts, sampling, batch_size: int):
-    from replica.generation import generate_replies
+    from replica.inference.generation import generate_replies
 
     started = time.perf_counter()
     replies = generate_replies(model, formatter, contexts, sampling, batch_size=batch_size)
@@ -45,8 +45,8 @@ def timed(model, formatter, contexts, sampling, batch_size: int):
 def benchmark(run_dir: Path, prompts: int, max_new_tokens: int, batch_size: int, quantized: bool) -> dict:
     import torch
 
-    from replica.generation import Sampling
-    from replica.run_dir import load_run
+    from replica.inference.generation import Sampling
+    from replica.inference.loading import load_run
 
     torch.manual_seed(0)
     contexts = val_contexts(run_dir, prompts)

@@ -8,7 +8,7 @@ from pathlib import Path
 from lightning import Callback, LightningModule, Trainer
 
 from replica.atomic import write_jsonl
-from replica.generation import Sampling, generate_replies
+from replica.inference.generation import Sampling, generate_replies
 
 
 class StopSequenceEval(Callback):

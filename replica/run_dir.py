@@ -1,4 +1,7 @@
-"""Reload a finished training run: its resolved config, base model, adapter, tokenizer and chat format."""
+"""A finished run folder: its file layout and metadata, checked without loading any model.
+
+Everything here sits below training, callbacks and inference: it imports nothing but errors and the version.
+"""
 
 from __future__ import annotations
 
@@ -50,28 +53,3 @@ def inspect_run(run_dir: str | Path) -> RunInfo:
             f"{__version__} with run format {FORMAT_VERSION}); retrain or use the matching replica version"
         )
     return RunInfo(run_dir, adapter_dir, meta)
-
-
-def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True):
-    """(PeftModel in eval mode, ChatFormatter, RunInfo) for a finished run; one model serves base and adapter."""
-    from peft import PeftModel
-    from transformers import AutoTokenizer
-
-    from replica.training.base_model import load_base_model
-    from replica.training.formatting import ChatFormatter
-    from replica.training.tokens import RoleTokens, ensure_embedding_rows
-
-    info = inspect_run(run_dir)
-    cfg = info.config
-    tokenizer = AutoTokenizer.from_pretrained(info.adapter_dir)
-    base_path = info.meta["base_model"]
-    if not Path(base_path).exists() and cfg["model"].get("tiny"):
-        raise ReplicaInputError(f"{base_path}: the run's tiny base model is gone from the cache; rerun train.py to rebuild it")
-    quant = cfg["quant"] if quantized else {**cfg["quant"], "mode": "none"}
-    base = load_base_model(base_path, cfg["model"], quant, device)
-    ensure_embedding_rows(base, tokenizer)
-    base.config.pad_token_id = tokenizer.pad_token_id
-    model = PeftModel.from_pretrained(base, info.adapter_dir)
-    model.eval()
-    formatter = ChatFormatter(tokenizer, info.meta["format"], RoleTokens(**info.meta["role_tokens"]), info.meta["max_length"])
-    return model, formatter, info

@@ -112,7 +112,7 @@ def test_chat_template_renders_the_training_prompt(tiny_model_dir, style):
 def test_merged_model_loads_without_peft_and_matches_adapter(run_dir, merged):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from replica.run_dir import load_run
+    from replica.inference.loading import load_run
 
     peft_model, formatter, info = load_run(run_dir, quantized=False)
     model = AutoModelForCausalLM.from_pretrained(merged)
@@ -141,7 +141,7 @@ def test_merged_model_loads_without_peft_and_matches_adapter(run_dir, merged):
 def test_merged_generate_stops_at_end_of_turn_and_chat_template_matches_format(run_dir, merged):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from replica.run_dir import load_run
+    from replica.inference.loading import load_run
 
     _, formatter, _ = load_run(run_dir, quantized=False)
     tokenizer = AutoTokenizer.from_pretrained(merged)

@@ -12,7 +12,7 @@ from replica.evaluation.lexical import distinct_n, meteor, repeated_ngram_rate
 from replica.evaluation.pii import pii_leak_count
 from replica.evaluation.report import DEEPSEEK_NOTEBOOK_REFERENCE, write_report
 from replica.evaluation.semantic import Embedder, bertscore_f1, prompt_alignment_ratio, semantic_similarity
-from replica.evaluation.stops import StopCheck
+from replica.inference.stops import StopCheck
 from replica.evaluation.style import capitalization, laughter, punctuation_marks, style_similarity
 from replica.evaluation.text import emojis, tokens
 

@@ -121,8 +121,8 @@ def test_baseline_and_finetuned_really_differ(evaluated):
 @pytest.mark.slow
 def test_adapter_is_enabled_again_after_the_baseline_pass(run_dir):
     from replica.evaluation.run import model_side, reply_perplexity
-    from replica.generation import Sampling, generate_replies
-    from replica.run_dir import load_run
+    from replica.inference.generation import Sampling, generate_replies
+    from replica.inference.loading import load_run
 
     model, formatter, info = load_run(run_dir)
     examples = load_split(info.config["data"]["dataset_dir"], "val")[:8]

@@ -74,8 +74,8 @@ class ChatSession:
     def load(cls, args: argparse.Namespace, device: str) -> ChatSession:
         from transformers.utils import logging as hf_logging
 
-        from replica.generation import Sampling
-        from replica.run_dir import load_run
+        from replica.inference.generation import Sampling
+        from replica.inference.loading import load_run
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
@@ -93,7 +93,7 @@ class ChatSession:
 
     def reply(self, text: str) -> str:
         """Add `text` as their message, generate the replica's answer (on one line), keep both in the context."""
-        from replica.generation import generate_replies
+        from replica.inference.generation import generate_replies
 
         self.turns.append({"role": "them", "text": text})
         seed = secrets.randbelow(2**31) if self.seed is None else self.seed + self.replies

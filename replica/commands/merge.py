@@ -75,7 +75,7 @@ def merge_run(run_dir: Path, out: Path, dtype: str) -> Path:
     """Load base (16-bit) + adapter, merge, and write model, tokenizer, generation config and replica.json."""
     from transformers.utils import logging as hf_logging
 
-    from replica.run_dir import load_run
+    from replica.inference.loading import load_run
     from replica.training.base_model import DTYPES
 
     hf_logging.disable_progress_bar()

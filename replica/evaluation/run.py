@@ -359,8 +359,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     from replica import __version__
     from replica.evaluation.lexical import wordnet_available
     from replica.evaluation.semantic import Embedder
-    from replica.generation import Sampling, generate_replies
-    from replica.run_dir import load_run
+    from replica.inference.generation import Sampling, generate_replies
+    from replica.inference.loading import load_run
 
     started = time.perf_counter()
     info = inspect_run(cfg.run_dir)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from replica.config import GenerationSchema
-from replica.evaluation.stops import StopCheck
+from replica.inference.stops import StopCheck
 from replica.training.formatting import ChatFormatter
 
 
