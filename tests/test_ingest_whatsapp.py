@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from replica.errors import ReplicaInputError
-from replica.ingest.whatsapp import looks_like_whatsapp, parse_whatsapp
+from replica.ingest.whatsapp import looks_like_whatsapp, parse_whatsapp, why_not_whatsapp
 
 LRM = "\u200e"
 NNBSP = "\u202f"
@@ -341,3 +341,92 @@ def test_nordic_time_connector_words():
     ]
     danish = parse("[12.03.2021 kl. 21.04.11] Mette: hej")
     assert (danish[0].time, danish[0].sender) == (datetime(2021, 3, 12, 21, 4, 11), "Mette")
+
+
+# ---- localized headers ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("line, when", [
+    ("1/5/2025، 09:17 - Layla: hi", datetime(2025, 5, 1, 9, 17)),  # Arabic comma (Android)
+    ("[١٥/٠٩/٢٠٢٦، ٨:٤٦:٠٠ م] Layla: hi", datetime(2026, 9, 15, 20, 46)),  # Arabic-Indic digits, م = PM
+    ("[١٥/٠٩/٢٠٢٦، ٨:٤٦:٠٠ ص] Layla: hi", datetime(2026, 9, 15, 8, 46)),  # ص = AM
+    ("۱۵/۰۹/۲۰۲۶، ۲۰:۴۶ - Layla: hi", datetime(2026, 9, 15, 20, 46)),  # Persian digits
+    ("7.11.2021 07:48 - Layla: hi", datetime(2021, 11, 7, 7, 48)),  # no comma between date and time
+    ("07/11/2021, 09.43 - Layla: hi", datetime(2021, 11, 7, 9, 43)),  # dotted clock
+    ("2021. 11. 7. 오후 9:43 - Layla: hi", datetime(2021, 11, 7, 21, 43)),  # Korean date, AM/PM first
+    ("[2021/11/07 午前9:43:05] Layla: hi", datetime(2021, 11, 7, 9, 43, 5)),
+    ("07/11/2021, 9:43 p. m. - Layla: hi", datetime(2021, 11, 7, 21, 43)),
+    ("2021/11/07, 13:34. - Layla: hi", datetime(2021, 11, 7, 13, 34)),  # dot after the clock
+    (f"\u200f07/11/2021\u200f، \u200f21:43\u200f - \u200fLayla: hi", datetime(2021, 11, 7, 21, 43)),  # RTL marks
+    (f"\u200f[17/11/2021\u200f, \u200f9:43:00\u200f PM\u200f] Layla: hi", datetime(2021, 11, 17, 21, 43)),
+    (f"\u200f[07/11/2021\u200f, \u200f9:43:00\u200f PM\u200f] Layla: hi", datetime(2021, 7, 11, 21, 43)),  # US
+    ("7. 11. 2021. 21:43:00 Layla: hi", datetime(2021, 11, 7, 21, 43)),  # spaced date, no separator
+])
+def test_localized_headers(line, when):
+    message = only(line)
+    assert (message.time, message.sender, message.text, message.kind) == (when, "Layla", "hi", "text")
+
+
+# ---- attachments anywhere --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body, media, text", [
+    (f"{LRM}Invoice.pdf • 2 pages {LRM}<attached: 00000004-Invoice.pdf>", "document", ""),
+    (f"look at this {LRM}<attached: 00000012-PHOTO-2021-03-12-21-04-11.jpg>", "image", "look at this"),
+    ("< attached: 00000042-PHOTO-2020-06-07-15-13-20.jpg >", "image", ""),
+    (f"2015-08-04-PHOTO-00004762.jpg <{LRM}attached>", "image", ""),
+    (f"{LRM}<attached: 00000013-VIDEO-2021-03-12.mp4>\nour holiday", "video", "our holiday"),
+])
+def test_ios_attachments_anywhere_keep_the_caption(body, media, text):
+    messages = parse(f"[12/03/2021, 21:04:11] Luca: hi\n[12/03/2021, 21:04:12] Luca: {body}")
+    assert (messages[1].sender, messages[1].kind, messages[1].media, messages[1].text) == ("Luca", "media", media, text)
+
+
+def test_lrm_lead_does_not_make_a_sender_line_system():
+    messages = parse(
+        f"[12/03/2021, 21:04:11] Trip: {LRM}Luca added Anna\n"
+        f"[12/03/2021, 21:04:12] Luca: ciao\n"
+        f"[12/03/2021, 21:04:13] Luca: {LRM}⁨Anna⁩ is the best\n"
+    )
+    assert [(m.sender, m.kind) for m in messages] == [(None, "system"), ("Luca", "text"), ("Luca", "text")]
+
+
+def test_ios_actor_notice_repeating_the_sender_is_system():
+    messages = parse("[28/02/2022, 9:52:58 PM] ~ Ana: ~ Ana created this group\n"
+                     "[28/02/2022, 9:53:00 PM] ~ Ana: welcome all\n")
+    assert [(m.sender, m.kind) for m in messages] == [(None, "system"), ("Ana", "text")]
+
+
+# ---- day/month order from chronology ---------------------------------------------------------------------------
+
+def test_ambiguous_dates_take_the_chronological_reading():
+    messages = parse("06/03/2017, 00:45 - Ana: a\n08/05/2017, 01:48 - Ben: b\n09/04/2017, 01:50 - Ana: c\n")
+    assert [m.time.date() for m in messages] == [
+        datetime(2017, 6, 3).date(), datetime(2017, 8, 5).date(), datetime(2017, 9, 4).date()]
+
+
+def test_chronological_reading_day_first():
+    messages = parse("03/06/2017, 00:45 - Ana: a\n05/08/2017, 01:48 - Ben: b\n04/09/2017, 01:50 - Ana: c\n")
+    assert [m.time.month for m in messages] == [6, 8, 9]
+
+
+def test_date_order_override_beats_chronology():
+    messages = parse("06/03/2017, 00:45 - Ana: a\n08/05/2017, 01:48 - Ben: b\n", date_order="dmy")
+    assert [m.time.month for m in messages] == [3, 5]
+
+
+# ---- content detection ----------------------------------------------------------------------------------------
+
+def test_source_file_quoting_chat_lines_is_not_an_export():
+    source = ('"""Quote."""\n\nSAMPLE = """\\\n12/03/2021, 21:04 - Anna: hi\n12/03/2021, 21:05 - Ben: hello\n"""\n\n'
+              + "def f():\n    return 1\n" * 10)
+    assert not looks_like_whatsapp(source)
+    assert "first line" in why_not_whatsapp(source)
+
+
+def test_log_opening_with_a_chat_line_then_mostly_other_lines_is_not_an_export():
+    log = "12/03/2021, 21:04 - Anna: hi\n" + "".join(f"INFO worker {i} started\n" for i in range(60))
+    assert "only 1 of its first 61 lines" in why_not_whatsapp(log)
+
+
+def test_chat_with_long_multiline_messages_is_an_export():
+    chat = "".join(f"12/03/2021, 21:{i:02d} - Anna: verse {i}\n" + "a line of the poem\n" * 6 for i in range(20))
+    assert why_not_whatsapp(chat) is None

@@ -15,7 +15,7 @@ from replica.ingest.messenger import looks_like_messenger, parse_messenger
 from replica.ingest.signal import looks_like_signal, parse_signal
 from replica.ingest.sources import decode_text, is_zip, iter_files, reason_of
 from replica.ingest.telegram import looks_like_telegram, parse_telegram
-from replica.ingest.whatsapp import DATE_ORDERS, looks_like_whatsapp, parse_whatsapp
+from replica.ingest.whatsapp import DATE_ORDERS, looks_like_whatsapp, parse_whatsapp, why_not_whatsapp
 
 SUPPORTED = (
     "a WhatsApp .txt export, a Telegram result.json, a Messenger/Instagram message_N.json, a Signal chat.md "
@@ -100,7 +100,8 @@ def _load_one(name: str, data: bytes, date_order: str, result: LoadResult) -> di
             "HTML export; export the chat again in JSON format (Telegram: 'Machine-readable JSON')", path=name
         )
     else:
-        raise ReplicaInputError(f"not a recognised chat export; pass {SUPPORTED}", path=name)
+        raise ReplicaInputError(f"not a recognised chat export ({why_not_whatsapp(text)}); pass {SUPPORTED}",
+                                path=name)
     return None
 
 

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from replica.errors import ReplicaInputError
 from replica.ingest.message import Message
+from replica.ingest.whatsapp_locales import load_tables
 
 DATE_ORDERS = ("auto", "dmy", "mdy", "ymd")
 HOW_TO_EXPORT = 'export it from WhatsApp with "Chat > More > Export chat > Without media"'
@@ -25,62 +26,60 @@ _MARKS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
 _STRIP_MARKS = str.maketrans("", "", _MARKS)
 _SPACES = " \u00a0\u202f"
 
+# ---- localized strings (replica/ingest/locales/*.toml, every language merged) -------------------------------
+_LOCALE = load_tables()
+
+
+def _alternation(words: tuple[str, ...]) -> str:
+    return "|".join(re.escape(word) for word in words)
+
+
+def _clock_key(word: str) -> str:
+    """'p. m.' / 'P.M.' / 'pm' -> 'pm': the form AM/PM words are compared in."""
+    return re.sub(r"[\s.\u00a0\u202f]", "", word).lower()
+
+
+_AM_KEYS = frozenset(_clock_key(word) for word in _LOCALE.words("am"))
+_PM_KEYS = frozenset(_clock_key(word) for word in _LOCALE.words("pm"))
+
 # ---- header families -------------------------------------------------------------------------------------
 _M = f"[{_MARKS}]*"
 _S = f"[{_SPACES}]"
-_DATE = r"(?P<date>\d{1,4}[/.\-]\d{1,2}[/.\-]\d{2,4})\.?"
+_CLOCK_WORD = "(?i:" + "|".join(
+    rf"\.?{_S}?".join(re.escape(char) for char in key) + r"\.?"
+    for key in sorted(_AM_KEYS | _PM_KEYS, key=len, reverse=True)
+) + ")"
+_DATE = rf"(?P<date>\d{{1,4}}(?:[/.\-]|\.{_S})\d{{1,2}}(?:[/.\-]|\.{_S})\d{{1,4}})\.?"
+_SPACED_DATE = rf"(?P<date>\d{{1,4}}\.{_S}\d{{1,2}}\.{_S}\d{{1,4}})\.?"  # '13. 6. 2018.'
 _TIME = (
-    r"(?P<hour>\d{1,2})[:.](?P<minute>\d{2})(?:[:.](?P<second>\d{2}))?"
-    rf"(?:{_S}?(?P<ampm>[AaPp]\.?{_S}?[Mm]\.?))?"
+    rf"(?:(?P<ampm0>{_CLOCK_WORD}){_S}?{_M})?"  # Korean/Japanese/Chinese put it first: '오후 9:43'
+    r"(?P<hour>\d{1,2})[:.](?P<minute>\d{2})(?:[:.](?P<second>\d{2}))?\.?"
+    rf"(?:{_M}{_S}?{_M}(?P<ampm>{_CLOCK_WORD}))?"
 )
-_AT = rf"(?:(?:klo|kl\.){_S})?"  # Finnish "12.3.2021 klo 21.04", Danish/Norwegian "kl. 21.04"
-_DATE_TIME = rf"{_DATE}{_M}(?:,{_S}?|{_S}){_AT}{_M}{_TIME}{_M}"
+_AT = rf"(?:(?:{_alternation(_LOCALE.words('time_prefix'))}){_S}{_M})?"  # '12.3.2021 klo 21.04'
+
+
+def _date_time(date: str) -> str:
+    return rf"{date}{_M}(?:[,\u060c]{_M}{_S}?|{_S}){_M}{_AT}{_TIME}{_M}"
+
+
 _REST = r"(?P<rest>.*)"
 HEADER_FAMILIES: dict[str, str] = {
-    "ios": rf"{_M}\[{_M}{_DATE_TIME}\]{_S}?{_REST}",
-    "android": rf"{_M}{_DATE_TIME}{_S}?[-\u2013]{_S}{_REST}",
-    "legacy": rf"{_M}{_DATE_TIME}:{_S}{_REST}",
+    "ios": rf"{_M}\[{_M}{_date_time(_DATE)}\]{_S}?{_REST}",
+    "android": rf"{_M}{_date_time(_DATE)}{_S}?[-\u2013]{_M}{_S}{_REST}",
+    "legacy": rf"{_M}{_date_time(_DATE)}:{_S}{_REST}",
+    "spaced": rf"{_M}{_date_time(_SPACED_DATE)}{_S}{_REST}",  # '13. 6. 2018. 21:25:15 Name: text'
 }
 _LINE_RX = {name: re.compile(pattern) for name, pattern in HEADER_FAMILIES.items()}
 _TEXT_RX = {name: re.compile("^" + pattern, re.MULTILINE) for name, pattern in HEADER_FAMILIES.items()}
-_DATE_PARTS_RX = re.compile(r"(\d+)\D(\d+)\D(\d+)")
+_DATE_PARTS_RX = re.compile(r"(\d+)\D+(\d+)\D+(\d+)")
 _SAMPLE_LINES = 50
+_DETECT_LINES = 400  # lines read to decide whether a text file is an export
+_MIN_HEADER_SHARE = 0.1  # of those (non-empty) lines, at least this share must be message headers
 
-# ---- media placeholders: one line per locale/type -----------------------------------------------------
-# Whole first line of the message (compared lowercased, direction marks and a final "." removed).
-MEDIA_PLACEHOLDERS: dict[str, str] = {
-    "<media omitted>": "other", "<media omessi>": "other", "<médias omis>": "other",
-    "<multimedia omitido>": "other", "<medien ausgeschlossen>": "other", "<mídia oculta>": "other",
-    "<arquivo de mídia oculto>": "other",
-    "image omitted": "image", "video omitted": "video", "audio omitted": "audio", "sticker omitted": "sticker",
-    "gif omitted": "gif", "document omitted": "document", "contact card omitted": "contact",
-    "video note omitted": "video",
-    "immagine omessa": "image", "video omesso": "video", "audio omesso": "audio", "sticker omesso": "sticker",
-    "gif omessa": "gif", "documento omesso": "document", "scheda contatto omessa": "contact",
-    "image absente": "image", "vidéo absente": "video", "audio omis": "audio", "sticker omis": "sticker",
-    "gif retiré": "gif", "document omis": "document", "fiche contact omise": "contact",
-    "imagen omitida": "image", "video omitido": "video", "audio omitido": "audio", "sticker omitido": "sticker",
-    "gif omitido": "gif", "documento omitido": "document", "tarjeta de contacto omitida": "contact",
-    "bild weggelassen": "image", "video weggelassen": "video", "audio weggelassen": "audio",
-    "sticker weggelassen": "sticker", "gif weggelassen": "gif", "dokument weggelassen": "document",
-    "kontaktkarte ausgelassen": "contact",
-    "imagem ocultada": "image", "vídeo omitido": "video", "áudio ocultado": "audio",
-    "figurinha omitida": "sticker", "documento ocultado": "document",
-    "cartão de contato omitido": "contact",
-    "live location shared": "location", "posizione in tempo reale condivisa": "location",
-    "position en direct partagée": "location", "ubicación en tiempo real compartida": "location",
-    "live-standort geteilt": "location", "localização em tempo real compartilhada": "location",
-}
-# Android "<file> (file attached)" suffixes.
-FILE_ATTACHED = ("file attached", "file allegato", "fichier joint", "archivo adjunto", "Datei angehängt",
-                 "arquivo anexado")
-# iOS "<attached: file>" prefixes.
-ATTACHED = ("attached", "allegato", "pièce jointe", "adjunto", "Anhang", "anexo")
-# "location: https://maps.google.com/?q=..." prefixes.
-LOCATION = ("location", "posizione", "localisation", "ubicación", "Standort", "localização")
-# Poll block: "POLL:\nQuestion\nOPTION: answer (n votes)".
-POLL = ("POLL", "SONDAGGIO", "SONDAGE", "ENCUESTA", "UMFRAGE", "ENQUETE")
-POLL_OPTION = ("OPTION", "OPZIONE", "OPCIÓN", "OPÇÃO")
+# ---- message bodies ----------------------------------------------------------------------------------------
+MEDIA_PLACEHOLDERS = _LOCALE.media_omitted  # whole first line, lowercased, marks and a final "." removed
+DELETED = frozenset(phrase.lower().rstrip(".") for phrase in _LOCALE.words("deleted"))
 # File name -> media type: extension first, then the WhatsApp file-name tag.
 EXTENSION_MEDIA: dict[str, str] = {
     **dict.fromkeys(("jpg", "jpeg", "png", "heic", "bmp"), "image"),
@@ -95,65 +94,46 @@ FILE_TAG_MEDIA: dict[str, str] = {
     "CONTACT": "contact",
 }
 
-# ---- deleted / edited ------------------------------------------------------------------------------------
-DELETED = frozenset(phrase.lower() for phrase in (
-    "This message was deleted", "You deleted this message",
-    "Questo messaggio è stato eliminato", "Hai eliminato questo messaggio",
-    "Ce message a été supprimé", "Vous avez supprimé ce message",
-    "Se eliminó este mensaje", "Eliminaste este mensaje",
-    "Diese Nachricht wurde gelöscht", "Du hast diese Nachricht gelöscht",
-    "Mensagem apagada", "Esta mensagem foi apagada", "Você apagou esta mensagem", "Você apagou essa mensagem",
-))
-EDITED = ("This message was edited", "Questo messaggio è stato modificato", "Ce message a été modifié",
-          "Se editó este mensaje.", "Diese Nachricht wurde bearbeitet", "Esta mensagem foi editada")
-
-# ---- system notices ----------------------------------------------------------------------------------------
-# Phrases that mark an Android sender-less notice whose quoted part contains ": " (e.g. a new subject).
-SYSTEM_PHRASES = (
-    "end-to-end", "created group", "created this group", "changed the subject", "changed the group name",
-    "changed this group's", "changed the group description", "changed the group",
-    "ha creato il gruppo", "hai creato il gruppo", "ha cambiato", "hai cambiato",
-    "a créé le groupe", "avez créé le groupe", "a modifié", "avez modifié", "a changé", "avez changé",
-    "creó el grupo", "creaste el grupo", "cambió", "cambiaste",
-    "hat die gruppe", "hast die gruppe", "geändert",
-    "criou o grupo", "criou este grupo", "mudou", "alterou",
+_FILE_ATTACHED_RX = re.compile(
+    rf"(?P<file>.+?){_S}\((?:{_alternation(_LOCALE.words('file_attached'))})\)", re.IGNORECASE)
+_ATTACHED_WORDS = _alternation(_LOCALE.words("attached"))
+# '<attached: 00000012-PHOTO.jpg>' anywhere in the message (spaces and marks inside the brackets allowed),
+# or the 2017 iOS form 'FILE.jpg <attached>' at the end of a line.
+_ATTACHED_RX = re.compile(
+    rf"<{_S}?{_M}(?:{_ATTACHED_WORDS}):{_S}?{_M}(?P<file>[^<>\n]+?){_S}?{_M}>"
+    rf"|(?P<old>[^\s<>][^<>\n]*?){_S}<{_M}(?:{_ATTACHED_WORDS})>",
+    re.IGNORECASE,
 )
-# Notices that iOS may write without the U+200E lead; anchored at the start of the text.
-STRICT_SYSTEM_PHRASES = (
-    "Messages and calls are end-to-end encrypted", "Messages to this group are now secured",
-    "Missed voice call", "Missed video call", "Your security code with",
-    "I messaggi e le chiamate sono crittografati", "Chiamata vocale persa", "Videochiamata persa",
-    "Il tuo codice di sicurezza",
-    "Les messages et les appels sont chiffrés", "Appel vocal manqué", "Appel vidéo manqué",
-    "Votre code de sécurité",
-    "Los mensajes y las llamadas están cifrados", "Llamada perdida", "Llamada de voz perdida",
-    "Videollamada perdida", "Tu código de seguridad",
-    "Nachrichten und Anrufe sind Ende-zu-Ende-verschlüsselt", "Verpasster Sprachanruf",
-    "Verpasster Videoanruf", "Deine Sicherheitsnummer",
-    "As mensagens e as chamadas são protegidas", "As mensagens e ligações são protegidas",
-    "Chamada de voz perdida", "Chamada de vídeo perdida", "Seu código de segurança",
-)
-
-
-def _alternation(words: tuple[str, ...]) -> str:
-    return "|".join(re.escape(word) for word in words)
-
-
-_FILE_ATTACHED_RX = re.compile(rf"(?P<file>.+?){_S}\((?:{_alternation(FILE_ATTACHED)})\)", re.IGNORECASE)
-_ATTACHED_RX = re.compile(rf"<(?:{_alternation(ATTACHED)}):{_S}?(?P<file>[^>]+)>", re.IGNORECASE)
-_LOCATION_RX = re.compile(rf"(?:{_alternation(LOCATION)}):{_S}?https?://\S+\s*$", re.IGNORECASE)
-_POLL_RX = re.compile(rf"(?:{_alternation(POLL)}):\s*$")
-_POLL_OPTION_RX = re.compile(rf"\n(?:{_alternation(POLL_OPTION)}):.*", re.IGNORECASE)
-_EDITED_RX = re.compile(rf"[\s{_MARKS}]*<(?:{_alternation(EDITED)})>$", re.IGNORECASE)
-_SYSTEM_RX = re.compile(_alternation(SYSTEM_PHRASES), re.IGNORECASE)
-_STRICT_SYSTEM_RX = re.compile(_alternation(STRICT_SYSTEM_PHRASES), re.IGNORECASE)
+# What iOS writes before a document's '<attached: …>': 'Invoice.pdf • 2 pages' (no caption of the user's).
+_DOCUMENT_LABEL_RX = re.compile(rf"[^\n]+\.\w{{1,5}}(?:{_S}•{_S}[^\n]*)?")
+_LOCATION_RX = re.compile(rf"(?:{_alternation(_LOCALE.words('location'))}):{_S}?https?://\S+\s*$", re.IGNORECASE)
+_POLL_RX = re.compile(rf"(?:{_alternation(_LOCALE.words('poll'))}):\s*$")
+_POLL_OPTION_RX = re.compile(rf"\n(?:{_alternation(_LOCALE.words('poll_option'))}):.*", re.IGNORECASE)
+_EDITED_RX = re.compile(rf"[\s{_MARKS}]*<(?:{_alternation(_LOCALE.words('edited'))})>$", re.IGNORECASE)
+_SYSTEM_RX = re.compile(_alternation(_LOCALE.words("system_phrases")), re.IGNORECASE)
+_STRICT_SYSTEM_RX = re.compile(_alternation(_LOCALE.words("system_notices")), re.IGNORECASE)
+_ACTOR_NOTICE_RX = re.compile(rf"{_S}(?:{_alternation(_LOCALE.words('actor_notices'))})\b", re.IGNORECASE)
 _FILE_TAG_RX = re.compile(r"(?:^|-)([A-Z]{3,7})-")
 
 
 def looks_like_whatsapp(text: str) -> bool:
-    """True if the first ~20 non-empty lines contain at least one WhatsApp message header."""
-    lines = [line for line in _first_lines(text.lstrip("\ufeff")) if line.strip()][:20]
-    return any(rx.match(line) for line in lines for rx in _LINE_RX.values())
+    """True if the text reads as an export: it opens with a message header and headers fill its first lines."""
+    return why_not_whatsapp(text) is None
+
+
+def why_not_whatsapp(text: str) -> str | None:
+    """None for a WhatsApp export, else why not (a source file or log that quotes a few chat lines, prose...)."""
+    lines = [line for line in _first_lines(text.lstrip("\ufeff"), _DETECT_LINES) if line.strip()]
+    if not lines:
+        return "the file is empty"
+    family = next((name for name, rx in _LINE_RX.items() if rx.match(lines[0])), None)
+    if family is None:
+        return "its first line is not a WhatsApp message header"
+    headers = sum(1 for line in lines if _LINE_RX[family].match(line))
+    if headers < _MIN_HEADER_SHARE * len(lines):
+        return (f"only {headers} of its first {len(lines)} lines are WhatsApp message headers "
+                f"(a file quoting a few chat lines?)")
+    return None
 
 
 def parse_whatsapp(text: str, *, source: str, chat: str, date_order: str = "auto") -> list[Message]:
@@ -173,9 +153,9 @@ def parse_whatsapp(text: str, *, source: str, chat: str, date_order: str = "auto
     return _build_messages(text, matches, dates, ios=family == "ios", chat=chat, source=source)
 
 
-def _first_lines(text: str) -> list[str]:
-    """The first few hundred lines, without splitting the whole text."""
-    return text.split("\n", _SAMPLE_LINES * 4)[: _SAMPLE_LINES * 4]
+def _first_lines(text: str, count: int = _SAMPLE_LINES * 4) -> list[str]:
+    """The first `count` lines, without splitting the whole text."""
+    return text.split("\n", count)[:count]
 
 
 def _detect_family(text: str) -> str | None:
@@ -192,11 +172,16 @@ def _detect_family(text: str) -> str | None:
 def _parse_dates(text: str, matches: list[re.Match], date_order: str, source: str) -> dict[str, tuple]:
     """Map every distinct header date string to (year, month, day) under one order chosen for the file."""
     parts: dict[str, tuple[str, str, str]] = {}
+    sequence: list[str] = []  # header dates in file order, repeats collapsed
+    previous = None
     for m in matches:
         raw = m.group("date")
-        if raw not in parts:
-            parts[raw] = _DATE_PARTS_RX.match(raw).groups()
-    order = date_order if date_order != "auto" else _decide_date_order(list(parts.values()), matches)
+        if raw != previous:
+            sequence.append(raw)
+            previous = raw
+            if raw not in parts:
+                parts[raw] = _DATE_PARTS_RX.match(raw).groups()
+    order = date_order if date_order != "auto" else _decide_date_order(parts, sequence, matches)
     dates = {}
     for raw, (a, b, c) in parts.items():
         ymd = _ymd(a, b, c, order)
@@ -213,19 +198,31 @@ def _parse_dates(text: str, matches: list[re.Match], date_order: str, source: st
     return dates
 
 
-def _decide_date_order(parts: list[tuple[str, str, str]], matches: list[re.Match]) -> str:
-    """ymd if years lead; dmy/mdy from any field > 12; ambiguous: mdy if the clock uses US AM/PM, else dmy."""
-    if parts and all(len(a) == 4 for a, _, _ in parts):
+def _decide_date_order(parts: dict[str, tuple[str, str, str]], sequence: list[str],
+                       matches: list[re.Match]) -> str:
+    """ymd if years lead; else the order under which every date exists and the file goes back in time least
+    often; a tie is broken by the clock (US 'AM'/'PM' -> mdy), then day first."""
+    if parts and all(len(a) == 4 for a, _, _ in parts.values()):
         return "ymd"
-    day_first = sum(1 for a, _, _ in parts if int(a) > 12)
-    month_first = sum(1 for _, b, _ in parts if int(b) > 12)
-    if day_first or month_first:
-        return "dmy" if day_first >= month_first else "mdy"
-    for m in matches[:_SAMPLE_LINES]:
-        ampm = m.group("ampm")
-        if ampm:
-            return "mdy" if ampm in ("AM", "PM") else "dmy"
-    return "dmy"
+    valid = {order: sum(1 for fields in parts.values() if _ymd(*fields, order)) for order in ("dmy", "mdy")}
+    most = max(valid.values())
+    candidates = [order for order in ("dmy", "mdy") if valid[order] == most]
+    if len(candidates) > 1:
+        jumps = {order: _backward_jumps(parts, sequence, order) for order in candidates}
+        fewest = min(jumps.values())
+        candidates = [order for order in candidates if jumps[order] == fewest]
+    if len(candidates) > 1:
+        for m in matches[:_SAMPLE_LINES]:
+            ampm = m.group("ampm")
+            if ampm:
+                return "mdy" if ampm in ("AM", "PM") else "dmy"
+    return candidates[0]
+
+
+def _backward_jumps(parts: dict[str, tuple[str, str, str]], sequence: list[str], order: str) -> int:
+    """How many times the header dates, read in `order`, go back in time from one header to the next."""
+    days = [day for raw in sequence if (day := _ymd(*parts[raw], order))]
+    return sum(1 for before, after in zip(days, days[1:]) if after < before)
 
 
 def _ymd(a: str, b: str, c: str, order: str) -> tuple[int, int, int] | None:
@@ -250,18 +247,29 @@ def _line_of(text: str, matches: list[re.Match], raw_date: str) -> int:
     return text.count("\n", 0, first.start()) + 1
 
 
+def _is_pm(word: str, cache: dict[str, bool] = {}) -> bool:  # noqa: B006 - a deliberate per-process cache
+    """True for an after-noon clock word in any language ('PM', 'p. m.', 'م', '午後', '오후')."""
+    known = cache.get(word)
+    if known is None:
+        known = cache[word] = _clock_key(word) in _PM_KEYS
+    return known
+
+
 def _build_messages(text: str, matches: list[re.Match], dates: dict[str, tuple], *, ios: bool,
                     chat: str, source: str) -> list[Message]:
     """One Message per header; the text up to the next header is its body."""
     senders: dict[str, tuple[str | None, bool]] = {}
     messages = []
     append = messages.append
+    marked: list[tuple[int, str]] = []  # iOS: (index, raw sender) of unknown texts that start with U+200E
+    plain_senders: set[str] = set()  # iOS: raw senders with at least one message without that lead
     ends = [m.start() - 1 for m in matches[1:]] + [len(text)]
     for m, end in zip(matches, ends):
-        raw_date, raw_hour, minute, second, ampm, rest = m.groups()
+        raw_date, ampm0, raw_hour, minute, second, ampm, rest = m.groups()
         hour = int(raw_hour)
-        if ampm:
-            hour = hour % 12 + (12 if ampm[0] in "pP" else 0)
+        clock = ampm or ampm0
+        if clock:
+            hour = hour % 12 + (12 if _is_pm(clock) else 0)
         year, month, day = dates[raw_date]
         try:
             time = datetime(year, month, day, hour, int(minute), int(second) if second else 0)
@@ -287,7 +295,17 @@ def _build_messages(text: str, matches: list[re.Match], dates: dict[str, tuple],
         if sender is None:
             append(Message(time, None, _strip_marks(body), "system", "whatsapp", chat))
             continue
-        append(_classify(time, sender, body.rstrip("\n"), ios, chat))
+        message = _classify(time, sender, body.rstrip("\n"), ios, chat)
+        if ios and message.kind == "text":
+            if body[:1] == "\u200e":
+                marked.append((len(messages), raw_sender))
+            else:
+                plain_senders.add(raw_sender)
+        append(message)
+    for index, raw_sender in marked:  # a name that only ever "writes" U+200E-led lines is the chat's notice slot
+        if raw_sender not in plain_senders:
+            message = messages[index]
+            message.sender, message.kind, message.text = None, "system", _strip_marks(message.text)
     return messages
 
 
@@ -306,7 +324,7 @@ def _strip_marks(value: str) -> str:
 
 
 def _classify(time: datetime, sender: str, body: str, ios: bool, chat: str) -> Message:
-    """Message of the right kind for a sender's body: edited marker, media, deleted, iOS notice or text."""
+    """Message of the right kind for a sender's body: edited marker, media, deleted, notice or text."""
     edited = False
     if body.endswith(">") and (marker := _EDITED_RX.search(body)):
         body = body[: marker.start()]
@@ -320,21 +338,31 @@ def _classify(time: datetime, sender: str, body: str, ios: bool, chat: str) -> M
             return Message(time, sender, more.strip(), "media", "whatsapp", chat, edited, media=media)
         if key in DELETED:
             return Message(time, sender, "", "deleted", "whatsapp", chat, edited)
-    media, caption = _match_media(head, more)
+    media, caption = _match_media(head, more, body)
     if media:
         return Message(time, sender, caption, "media", "whatsapp", chat, edited, media=media)
-    if ios and (first[:1] == "\u200e" or _STRICT_SYSTEM_RX.match(head)):
+    if _STRICT_SYSTEM_RX.match(head) or (ios and _is_actor_notice(head, sender)):
         return Message(time, None, _strip_marks(body), "system", "whatsapp", chat, edited)
     return Message(time, sender, body, "text", "whatsapp", chat, edited)
 
 
-def _match_media(head: str, more: str) -> tuple[str | None, str]:
-    """(media type, caption) for attachment/location/poll lines, else (None, '')."""
-    if head[:1] == "<" and (m := _ATTACHED_RX.match(head)):
-        return _file_media(m.group("file")), _join(head[m.end():], more)
+def _is_actor_notice(head: str, sender: str) -> bool:
+    """iOS '~ Ana: ~ Ana created this group': the text repeats the sender's name, then a notice."""
+    name = head.lstrip("~" + _SPACES)
+    return name.startswith(sender) and bool(_ACTOR_NOTICE_RX.match(name, len(sender)))
+
+
+def _match_media(head: str, more: str, body: str) -> tuple[str | None, str]:
+    """(media type, caption) for attachment/location/poll messages, else (None, '')."""
+    if "<" in body and (m := _ATTACHED_RX.search(body)):
+        name = m.group("file") or m.group("old")
+        before, after = body[: m.start()].strip(_MARKS + " \n"), body[m.end():]
+        if before and _DOCUMENT_LABEL_RX.fullmatch(before.translate(_STRIP_MARKS)):
+            before = ""  # iOS writes the document's name and page count there, not the user
+        return _file_media(name), _join(_strip_marks(before), after)
     if head[-1:] == ")" and (m := _FILE_ATTACHED_RX.fullmatch(head)):
         return _file_media(m.group("file")), more.strip()
-    if ":" in head[:20]:
+    if ":" in head[:30]:
         if _LOCATION_RX.match(head):
             return "location", more.strip()
         if _POLL_RX.match(head):
@@ -351,5 +379,5 @@ def _file_media(name: str) -> str:
     return FILE_TAG_MEDIA.get(tag.group(1), "other") if tag else "other"
 
 
-def _join(same_line: str, more: str) -> str:
-    return "\n".join(part for part in (same_line.strip(), more.strip()) if part)
+def _join(before: str, after: str) -> str:
+    return "\n".join(part for part in (before.strip(), after.strip()) if part)
