@@ -45,11 +45,12 @@ _PM_KEYS = frozenset(_clock_key(word) for word in _LOCALE.words("pm"))
 # ---- header families -------------------------------------------------------------------------------------
 _M = f"[{_MARKS}]*"
 _S = f"[{_SPACES}]"
-_CLOCK_WORD = "(?i:" + "|".join(
+_CLOCK_INITIALS = "".join(sorted({c for key in _AM_KEYS | _PM_KEYS for c in (key[0].lower(), key[0].upper())}))
+_CLOCK_WORD = f"(?=[{re.escape(_CLOCK_INITIALS)}])(?i:" + "|".join(
     rf"\.?{_S}?".join(re.escape(char) for char in key) + r"\.?"
     for key in sorted(_AM_KEYS | _PM_KEYS, key=len, reverse=True)
 ) + ")"
-_DATE = rf"(?P<date>\d{{1,4}}(?:[/.\-]|\.{_S})\d{{1,2}}(?:[/.\-]|\.{_S})\d{{1,4}})\.?"
+_DATE = rf"(?P<date>\d{{1,4}}[/.\-]{_S}?\d{{1,2}}[/.\-]{_S}?\d{{1,4}})\.?"
 _SPACED_DATE = rf"(?P<date>\d{{1,4}}\.{_S}\d{{1,2}}\.{_S}\d{{1,4}})\.?"  # '13. 6. 2018.'
 _TIME = (
     rf"(?:(?P<ampm0>{_CLOCK_WORD}){_S}?{_M})?"  # Korean/Japanese/Chinese put it first: '오후 9:43'
@@ -112,6 +113,7 @@ _POLL_OPTION_RX = re.compile(rf"\n(?:{_alternation(_LOCALE.words('poll_option'))
 _EDITED_RX = re.compile(rf"[\s{_MARKS}]*<(?:{_alternation(_LOCALE.words('edited'))})>$", re.IGNORECASE)
 _SYSTEM_RX = re.compile(_alternation(_LOCALE.words("system_phrases")), re.IGNORECASE)
 _STRICT_SYSTEM_RX = re.compile(_alternation(_LOCALE.words("system_notices")), re.IGNORECASE)
+_NOTICE_PREFIXES = frozenset(notice[:4].lower() for notice in _LOCALE.words("system_notices"))  # cheap pre-check
 _ACTOR_NOTICE_RX = re.compile(rf"{_S}(?:{_alternation(_LOCALE.words('actor_notices'))})\b", re.IGNORECASE)
 _FILE_TAG_RX = re.compile(r"(?:^|-)([A-Z]{3,7})-")
 
@@ -338,10 +340,12 @@ def _classify(time: datetime, sender: str, body: str, ios: bool, chat: str) -> M
             return Message(time, sender, more.strip(), "media", "whatsapp", chat, edited, media=media)
         if key in DELETED:
             return Message(time, sender, "", "deleted", "whatsapp", chat, edited)
-    media, caption = _match_media(head, more, body)
-    if media:
-        return Message(time, sender, caption, "media", "whatsapp", chat, edited, media=media)
-    if _STRICT_SYSTEM_RX.match(head) or (ios and _is_actor_notice(head, sender)):
+    if "<" in body or head[-1:] == ")" or ":" in head[:30]:
+        media, caption = _match_media(head, more, body)
+        if media:
+            return Message(time, sender, caption, "media", "whatsapp", chat, edited, media=media)
+    if (head[:4].lower() in _NOTICE_PREFIXES and _STRICT_SYSTEM_RX.match(head)) or (
+            ios and _is_actor_notice(head, sender)):
         return Message(time, None, _strip_marks(body), "system", "whatsapp", chat, edited)
     return Message(time, sender, body, "text", "whatsapp", chat, edited)
 
