@@ -10,6 +10,7 @@ from replica.errors import ReplicaInputError
 from replica.evaluation.authorship import AuthorshipClassifier, authorship_score, distinctive_words
 from replica.evaluation.lexical import distinct_n, meteor, repeated_ngram_rate
 from replica.evaluation.pii import pii_leak_count
+from replica.prepare.pii import pii_values
 from replica.evaluation.report import DEEPSEEK_NOTEBOOK_REFERENCE, write_report
 from replica.evaluation.semantic import Embedder, bertscore_f1, prompt_alignment_ratio, semantic_similarity
 from replica.inference.stops import StopCheck
@@ -101,19 +102,26 @@ def test_style_feature_extractors() -> None:
     assert laughter("ahi") == ["none"]
 
 
-def test_pii_leak_count_exact() -> None:
-    secrets = ["+39 333 123 4567", "mario.rossi@example.com", "Giulia", "  "]
+def test_pii_leak_count_uses_the_masking_detection() -> None:
+    exports = [("chiamami al +39 333 123 4567 o scrivi a mario.rossi@example.com", "it"),
+               ("la maglietta rosa è di Rosa", "it"), ("vedi bit.ly/abc123", "it")]
+    secrets = pii_values(exports, ["Giulia Verdi", "Rosa Neri"])
     generated = [
         "chiamami al 333-123-4567",  # phone without prefix, other separators
         "scrivi a MARIO.ROSSI@EXAMPLE.COM",  # e-mail, other case
-        "ciao giulia!",  # name, whole word, other case
+        "ciao giulia!",  # a contact's name, other case
         "giulianova è bella",  # not a whole word
         "il codice è 39333",  # too few digits to be the number
         "niente di personale",
-        "+393331234567 e Giulia",  # two secrets, one reply
+        "+393331234567 e Giulia",  # two values, one reply
+        "ho la maglietta rosa",  # the everyday word, not the contact
+        "VERDI",  # a surname alone, all caps
+        "scrivi a mario.rossi (at) example (dot) com",  # the same address, obfuscated
+        "chiama il 06 1234 5678",  # a phone number, but not one of the exports
+        "vai su BIT.LY/abc123",
     ]
-    assert pii_leak_count(generated, secrets) == 4
-    assert pii_leak_count(generated, []) == 0
+    assert pii_leak_count(generated, secrets) == 7
+    assert pii_leak_count(generated, pii_values([], [])) == 0
 
 
 def test_clean_stop_detection() -> None:

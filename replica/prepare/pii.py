@@ -1,57 +1,55 @@
 """Mask personal data with placeholders that stay stable across the whole dataset (same value -> same placeholder).
 
-Masked: phone numbers (libphonenumber, region-aware), emails, URLs, IBANs (mod-97 check), card numbers (13-19
-digits, Luhn check) and contacts' names taken from the exports' sender lists: the full name and, for multi-word
-names, the first name (>= 3 letters), as whole words, in any case, with or without accents. A first name stands for its
-person (same placeholder as the full name) unless several contacts share it. The user's own names are not masked:
-they are the voice being cloned, and a contact's first name equal to one of the user's names is left alone too.
+Masked, in this order: URLs of any scheme, e-mails (also `luca(at)example(dot)com` and `luca at example dot com`),
+bare domains (`bit.ly/x`, `example.io/x`, `www.x.com`, `x.com`), IBANs (mod-97), card numbers with any separator
+(Luhn), phone numbers (libphonenumber for the user's region, then for the regions of the international numbers seen in
+the exports, then any phone-shaped group of 9-15 digits that is not a date, time or amount) and contacts' names
+(`replica.prepare.names`: every token of >= 3 letters, case/accent/width-insensitive, everyday words kept where they
+read as words). The user's own names are not masked: they are the voice being cloned.
 The value -> placeholder mapping lives only in memory and is never written.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import phonenumbers
 
 from replica.config import MaskSchema as MaskOptions  # one definition of the mask switches
-from replica.prepare.identity import display_name, normalize_name, strip_accents
+from replica.prepare import pii_patterns as patterns
+from replica.prepare.names import NameIndex, fold
+from replica.prepare.pii_patterns import iban_is_valid, luhn_is_valid
 
-_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"]+", re.IGNORECASE)
-_URL_TRAILING = ".,;:!?)]}'\""
-_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}\b", re.IGNORECASE)
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", re.IGNORECASE)
-_CARD = re.compile(r"(?<![\w+])\d(?:[ -]?\d){12,18}(?!\w)")
+__all__ = ["MaskOptions", "PiiMasker", "PrivateValues", "iban_is_valid", "luhn_is_valid", "pii_values", "regions_seen"]
+
 _DIGIT = re.compile(r"\d")
+_INTERNATIONAL = re.compile(r"(?<![\w+])(?:\+|00)[1-9][\d ().-]{6,18}\d")
 _MIN_PHONE_DIGITS = 7
-_MIN_NAME_LETTERS = 3
+_MIN_CARD_DIGITS = 13
+
+Emit = Callable[[str, str, str], str]  # (kind, key, raw) -> replacement
 
 
-def iban_is_valid(candidate: str) -> bool:
-    """ISO 13616 mod-97 check on an IBAN written with or without spaces."""
-    iban = candidate.replace(" ", "").upper()
-    if not 15 <= len(iban) <= 34 or not iban.isalnum() or not iban[:2].isalpha() or not iban[2:4].isdigit():
-        return False
-    return int("".join(str(int(char, 36)) for char in iban[4:] + iban[:4])) % 97 == 1
-
-
-def luhn_is_valid(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char) * (2 if position % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
-
-
-def name_aliases(name: str) -> list[str]:
-    """The ways a contact's name is written in text: full name, and first name of a multi-word name (>= 3 letters)."""
-    full = display_name(name)
-    aliases = [full] if sum(char.isalpha() for char in full) >= _MIN_NAME_LETTERS else []
-    words = full.split()
-    if len(words) > 1 and sum(char.isalpha() for char in words[0]) >= _MIN_NAME_LETTERS:
-        aliases.append(words[0])
-    return aliases
+def regions_seen(texts: Iterable[str]) -> list[str]:
+    """Regions of the international numbers (`+1 415 …`, `0044 …`) in `texts`, most frequent first."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        if "+" not in text and "00" not in text:
+            continue
+        for match in _INTERNATIONAL.finditer(text):
+            candidate = match.group()
+            candidate = "+" + candidate[2:] if candidate.startswith("00") else candidate
+            try:
+                number = phonenumbers.parse(candidate, None)
+            except phonenumbers.NumberParseException:
+                continue
+            region = phonenumbers.region_code_for_country_code(number.country_code)
+            if region in phonenumbers.SUPPORTED_REGIONS:
+                counts[region] += 1
+    return [region for region, _ in counts.most_common()]
 
 
 class PiiMasker:
@@ -63,41 +61,61 @@ class PiiMasker:
         *,
         own_names: Iterable[str] = (),
         region: str = "IT",
+        regions: Iterable[str] = (),
         options: MaskOptions = MaskOptions(),
     ) -> None:
-        self.region = region
+        self.regions = list(dict.fromkeys([region.upper(), *regions]))
         self.options = options
         self._placeholders: dict[tuple[str, str], str] = {}
         self._counts: dict[str, int] = {}
         self._found: set[str] = set()
-        self._cache: dict[str, str] = {}
-        self._name_keys, self._name_surfaces = _contact_aliases(contact_names if options.names else (), own_names)
-        self._name_pattern = _alternation(self._name_surfaces)
-        self._steps: list[Callable[[str], str]] = [
+        self._cache: dict[tuple[str, str | None], str] = {}
+        self.names = NameIndex(contact_names if options.names else (), own_names)
+        self._steps: list[Callable[[str, tuple[str, ...], Emit], str]] = [
             step
             for enabled, step in (
-                (options.urls, self._mask_urls),
+                (options.urls, self._mask_scheme_urls),
                 (options.emails, self._mask_emails),
+                (options.urls, self._mask_bare_domains),
                 (options.iban, self._mask_ibans),
                 (options.cards, self._mask_cards),
                 (options.phones, self._mask_phones),
-                (self._name_pattern is not None, self._mask_names),
+                (bool(self.names), self._mask_names),
             )
             if enabled
         ]
 
-    def mask(self, text: str) -> str:
-        cached = self._cache.get(text)
+    def mask(self, text: str, language: str | None = None) -> str:
+        """`text` with every personal value replaced; `language` (the chat's) decides which names are words."""
+        cached = self._cache.get((text, language))
         if cached is None:
-            cached = text
-            for step in self._steps:
-                cached = step(cached)
-            self._cache[text] = cached
+            cached = self._run(text, (language,) if language else (), self._placeholder)
+            self._cache[(text, language)] = cached
         return cached
 
+    def detect(self, text: str, languages: Iterable[str] = ()) -> set[tuple[str, str]]:
+        """The (kind, key) of every personal value in `text`, without numbering anything."""
+        found: set[tuple[str, str]] = set()
+
+        def record(kind: str, key: str, raw: str) -> str:
+            found.add((kind, key))
+            return f"<{kind}>"
+
+        self._run(text, tuple(languages), record)
+        return found
+
+    def seen(self) -> set[tuple[str, str]]:
+        """The (kind, key) of every value masked so far."""
+        return set(self._placeholders)
+
     def values(self) -> set[str]:
-        """The raw personal values met so far plus every contact name alias (private: keep in memory only)."""
-        return self._found | self._name_surfaces
+        """The raw personal values met so far plus every contact name token (private: keep in memory only)."""
+        return self._found | self.names.surfaces()
+
+    def _run(self, text: str, languages: tuple[str, ...], emit: Emit) -> str:
+        for step in self._steps:
+            text = step(text, languages, emit)
+        return text
 
     def _placeholder(self, kind: str, key: str, raw: str) -> str:
         self._found.add(raw)
@@ -107,19 +125,45 @@ class PiiMasker:
             placeholder = self._placeholders[(kind, key)] = f"<{kind}_{self._counts[kind]}>"
         return placeholder
 
-    def _mask_urls(self, text: str) -> str:
-        def replace(match: re.Match) -> str:
-            url = match.group().rstrip(_URL_TRAILING)
-            return self._placeholder("URL", url, url) + match.group()[len(url):]
-
-        return _URL.sub(replace, text) if "://" in text or "www." in text.casefold() else text
-
-    def _mask_emails(self, text: str) -> str:
-        if "@" not in text:
+    @staticmethod
+    def _mask_scheme_urls(text: str, languages: tuple[str, ...], emit: Emit) -> str:
+        if "://" not in text:
             return text
-        return _EMAIL.sub(lambda match: self._placeholder("EMAIL", match.group().casefold(), match.group()), text)
+        return patterns.SCHEME_URL.sub(lambda match: _replace_url(match.group(), emit), text)
 
-    def _mask_ibans(self, text: str) -> str:
+    @staticmethod
+    def _mask_emails(text: str, languages: tuple[str, ...], emit: Emit) -> str:
+        def plain(match: re.Match) -> str:
+            address = match.group()
+            if not patterns.has_alpha_tld(address):
+                return address
+            return emit("EMAIL", address.casefold(), address)
+
+        def obfuscated(match: re.Match) -> str:
+            written = match.group()
+            if patterns.last_label(written) not in patterns.known_tlds():
+                return written
+            return emit("EMAIL", _deobfuscated(written), written)
+
+        if "@" in text:
+            text = patterns.EMAIL.sub(plain, text)
+        return patterns.OBFUSCATED_EMAIL.sub(obfuscated, text)
+
+    @staticmethod
+    def _mask_bare_domains(text: str, languages: tuple[str, ...], emit: Emit) -> str:
+        if "." not in text:
+            return text
+
+        def replace(match: re.Match) -> str:
+            url = patterns.trim_url(match.group())
+            if not patterns.is_bare_url(url):
+                return match.group()
+            return emit("URL", url.casefold(), url) + match.group()[len(url):]
+
+        return patterns.BARE_DOMAIN.sub(replace, text)
+
+    @staticmethod
+    def _mask_ibans(text: str, languages: tuple[str, ...], emit: Emit) -> str:
         def replace(match: re.Match) -> str:
             candidate = match.group()
             # The pattern may swallow following words ("IT60 ... 456 ok"): drop trailing words until it checks out.
@@ -127,81 +171,112 @@ class PiiMasker:
                 candidate = candidate.rpartition(" ")[0]
             if not candidate:
                 return match.group()
-            key = candidate.replace(" ", "").upper()
-            return self._placeholder("IBAN", key, candidate) + match.group()[len(candidate):]
+            return emit("IBAN", candidate.replace(" ", "").upper(), candidate) + match.group()[len(candidate):]
 
-        return _IBAN.sub(replace, text) if _digit_count(text) >= 13 else text
+        return patterns.IBAN.sub(replace, text) if _digit_count(text) >= _MIN_CARD_DIGITS else text
 
-    def _mask_cards(self, text: str) -> str:
+    @staticmethod
+    def _mask_cards(text: str, languages: tuple[str, ...], emit: Emit) -> str:
         def replace(match: re.Match) -> str:
             digits = re.sub(r"\D", "", match.group())
-            return self._placeholder("CARD", digits, match.group()) if luhn_is_valid(digits) else match.group()
+            return emit("CARD", digits, match.group()) if luhn_is_valid(digits) else match.group()
 
-        return _CARD.sub(replace, text) if _digit_count(text) >= 13 else text
+        return patterns.CARD.sub(replace, text) if _digit_count(text) >= _MIN_CARD_DIGITS else text
 
-    def _mask_phones(self, text: str) -> str:
+    def _mask_phones(self, text: str, languages: tuple[str, ...], emit: Emit) -> str:
         if _digit_count(text) < _MIN_PHONE_DIGITS:
             return text
+        for region in self.regions:
+            text = _mask_region_phones(text, region, emit)
         pieces, end = [], 0
-        for match in phonenumbers.PhoneNumberMatcher(text, self.region, leniency=phonenumbers.Leniency.POSSIBLE):
-            # A leading "+" is strong evidence on its own (fictional +1 555-01xx numbers are "invalid");
-            # numbers written without one must be valid for the region, which keeps amounts and ids unmasked.
-            if not (match.raw_string.startswith(("+", "00")) or phonenumbers.is_valid_number(match.number)):
-                continue
-            key = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-            pieces += [text[end:match.start], self._placeholder("PHONE", key, match.raw_string)]
-            end = match.end
+        for match in patterns.phone_shaped(text):
+            digits = re.sub(r"\D", "", match.group())
+            key = "+" + digits if match.group().startswith("+") else digits
+            pieces += [text[end:match.start()], emit("PHONE", key, match.group())]
+            end = match.end()
         return "".join(pieces) + text[end:] if pieces else text
 
-    def _mask_names(self, text: str) -> str:
-        def replace(match: re.Match) -> str:
-            alias = normalize_name(match.group())
-            return self._placeholder("NAME", self._name_keys.get(alias, alias), match.group())
+    def _mask_names(self, text: str, languages: tuple[str, ...], emit: Emit) -> str:
+        pieces, end = [], 0
+        for hit in self.names.find(text, languages):
+            pieces += [text[end:hit.start], emit("NAME", hit.key, text[hit.start:hit.end])]
+            end = hit.end
+        return "".join(pieces) + text[end:] if pieces else text
 
-        return self._name_pattern.sub(replace, text)
+
+def _replace_url(matched: str, emit: Emit) -> str:
+    url = patterns.trim_url(matched)
+    return emit("URL", url, url) + matched[len(url):]
+
+
+def _deobfuscated(written: str) -> str:
+    """`Luca (at) Example dot com` -> `luca@example.com`, the key a plain spelling of the address shares."""
+    tokens = re.findall(r"[\w+-]+|@|\.", fold(written))
+    at_words, dot_words = set(patterns.obfuscation_words("at")), set(patterns.obfuscation_words("dot"))
+    out, seen_at = [], False
+    for token in tokens:
+        if not seen_at and (token == "@" or token in at_words):
+            out.append("@")
+            seen_at = True
+        elif seen_at and (token == "." or token in dot_words):
+            out.append(".")
+        else:
+            out.append(token)
+    return "".join(out)
+
+
+def _mask_region_phones(text: str, region: str, emit: Emit) -> str:
+    pieces, end = [], 0
+    for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
+        # A leading "+" is strong evidence on its own (fictional +1 555-01xx numbers are "invalid");
+        # numbers written without one must be valid for the region, which keeps amounts and ids unmasked.
+        if not (match.raw_string.startswith(("+", "00")) or phonenumbers.is_valid_number(match.number)):
+            continue
+        key = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+        pieces += [text[end:match.start], emit("PHONE", key, match.raw_string)]
+        end = match.end
+    return "".join(pieces) + text[end:] if pieces else text
 
 
 def _digit_count(text: str) -> int:
     return len(_DIGIT.findall(text)) if _DIGIT.search(text) else 0
 
 
-def _contact_aliases(contact_names: Iterable[str], own_names: Iterable[str]) -> tuple[dict[str, str], set[str]]:
-    """Map each normalized alias to the person it stands for (a first name shared by several contacts is its own
-    person) and list the surface forms to search for: as written and without accents."""
-    own = {normalize_name(name) for name in own_names}
-    own |= {name.split()[0] for name in own if name}
-    owners_of: dict[str, set[str]] = {}
-    surfaces: set[str] = set()
-    for name in contact_names:
-        person = normalize_name(name)
-        for alias in name_aliases(name):
-            key = normalize_name(alias)
-            if key not in own:
-                owners_of.setdefault(key, set()).add(person)
-                surfaces |= {alias, strip_accents(alias)}
-    keys = {alias: next(iter(people)) if len(people) == 1 else f"shared:{alias}" for alias, people in owners_of.items()}
-    return keys, surfaces
+@dataclass(frozen=True)
+class PrivateValues:
+    """What the exports' masking found, for counting leaks in generated text with the same detection. Private:
+    keep it in memory, never write or log it."""
 
+    masker: PiiMasker
+    languages: frozenset[str]
 
-def _alternation(surfaces: set[str]) -> re.Pattern | None:
-    """One compiled, longest-first, case-insensitive, whole-word alternation of the names."""
-    if not surfaces:
-        return None
-    ordered = sorted(surfaces, key=lambda alias: (-len(alias), alias))
-    body = "|".join(r"\s+".join(re.escape(word) for word in alias.split()) for alias in ordered)
-    return re.compile(rf"(?<!\w)(?:{body})(?!\w)", re.IGNORECASE)
+    def leaks(self, reply: str) -> bool:
+        """True when `reply` contains a contact's name or a phone, e-mail, URL, IBAN or card of the exports."""
+        seen = self.masker.seen()
+        return any(kind == "NAME" or (kind, key) in seen for kind, key in self.masker.detect(reply, self.languages))
+
+    def values(self) -> set[str]:
+        return self.masker.values()
 
 
 def pii_values(
-    texts: Iterable[str],
+    texts: Iterable[tuple[str, str | None]] | Iterable[str],
     contact_names: Iterable[str] = (),
     *,
     own_names: Iterable[str] = (),
     region: str = "IT",
     options: MaskOptions = MaskOptions(),
-) -> set[str]:
-    """The raw personal values in `texts` (for counting leaks in generated text); private, never persist it."""
-    masker = PiiMasker(contact_names, own_names=own_names, region=region, options=options)
-    for text in texts:
-        masker.mask(text)
-    return masker.values()
+) -> PrivateValues:
+    """Mask `texts` (plain or (text, language) pairs) the way the dataset is masked and keep what was found."""
+    pairs = [(item, None) if isinstance(item, str) else item for item in texts]
+    contacts = list(contact_names)
+    masker = PiiMasker(
+        contacts,
+        own_names=own_names,
+        region=region,
+        regions=regions_seen([*(text for text, _ in pairs), *contacts]),
+        options=options,
+    )
+    for text, language in pairs:
+        masker.mask(text, language)
+    return PrivateValues(masker, frozenset(language for _, language in pairs if language))

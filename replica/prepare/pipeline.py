@@ -17,7 +17,7 @@ from replica.prepare.config import DataConfig, parse_data_config
 from replica.prepare.examples import build_examples
 from replica.prepare.identity import resolve_me, sender_counts
 from replica.prepare.language import chat_key, detect_chat_languages, keep_languages
-from replica.prepare.pii import PiiMasker, pii_values
+from replica.prepare.pii import PiiMasker, PrivateValues, pii_values, regions_seen
 from replica.prepare.split import SPLITS, split_examples
 from replica.prepare.stats import compute_stats, format_stats
 from replica.prepare.turns import build_sessions, chat_labels
@@ -38,13 +38,17 @@ def build_dataset(loaded: LoadResult, cfg: DataConfig) -> Dataset:
     kept = keep_languages(cleaned, chat_languages, cfg.languages)
     if len(kept) < len(cleaned):
         dropped["language"] = len(cleaned) - len(kept)
+    contacts = _contacts(messages, me_senders)
     masker = PiiMasker(
-        _contacts(messages, me_senders),
+        contacts,
         own_names=[*cfg.me, *me_senders],
         region=cfg.phone_region,
+        regions=regions_seen([*(message.text for message in kept), *contacts]),
         options=cfg.mask,
     )
-    masked = [replace(message, text=masker.mask(message.text)) for message in kept]
+    masked = [
+        replace(message, text=masker.mask(message.text, chat_languages.get(chat_key(message)))) for message in kept
+    ]
     sessions = build_sessions(
         masked,
         me_senders,
@@ -92,15 +96,16 @@ def prepare_dataset(data_cfg: Mapping | DictConfig, *, log: Callable[[str], None
     return stats
 
 
-def private_values(data_cfg: Mapping | DictConfig) -> set[str]:
-    """Every raw personal value the masking removes from the exports (phones, emails, URLs, IBANs, cards, contact
-    names), for counting leaks in generated text. Private: keep it in memory, never write or log it."""
+def private_values(data_cfg: Mapping | DictConfig) -> PrivateValues:
+    """What the masking finds in the exports (phones, emails, URLs, IBANs, cards, contact names), for counting leaks
+    in generated text with the same detection. Private: keep it in memory, never write or log it."""
     cfg = parse_data_config(data_cfg)
     loaded = _load(cfg, lambda line: None)
     me_senders = resolve_me(loaded.messages, cfg.me, loaded.owners)
     cleaned, _ = clean_messages(loaded.messages, media=cfg.media)
+    chat_languages = detect_chat_languages(cleaned, sample=cfg.language_sample, seed=cfg.seed)
     return pii_values(
-        (message.text for message in cleaned),
+        ((message.text, chat_languages.get(chat_key(message))) for message in cleaned),
         _contacts(loaded.messages, me_senders),
         own_names=[*cfg.me, *me_senders],
         region=cfg.phone_region,
