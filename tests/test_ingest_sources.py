@@ -4,7 +4,8 @@ import zipfile
 import pytest
 
 from replica.errors import ReplicaInputError
-from replica.ingest import load_exports, sources, whatsapp_chat_name
+from replica.ingest import load_exports, whatsapp_chat_name
+from replica.ingest.limits import Budget, Limits
 from replica.ingest.sources import decode_text, iter_files
 
 WHATSAPP = "12/05/2023, 10:20 - Luca: ciao\n12/05/2023, 10:21 - Marco: ehi, città?\n"
@@ -55,7 +56,7 @@ def test_directory_is_read_recursively_sorted_skipping_hidden_and_media(tmp_path
     (tmp_path / "b" / "photo.JPG").write_bytes(b"\xff\xd8")
     (tmp_path / "b" / "voice.opus").write_bytes(b"OggS")
     skipped = []
-    names = [name for name, _ in iter_files(tmp_path, skipped)]
+    names = [name for name, _ in iter_files(tmp_path, skipped, Budget(Limits.defaults()))]
     assert names == [str(tmp_path / "a.txt"), str(tmp_path / "b" / "deep" / "z.txt")]
     assert skipped == []
 
@@ -93,14 +94,13 @@ def test_zip_bomb_is_refused(tmp_path):
         load_exports([archive])
 
 
-def test_zip_over_total_cap_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "MAX_ZIP_TOTAL_BYTES", 100)
+def test_zip_over_the_run_input_limit_is_refused_before_inflating(tmp_path):
     archive = tmp_path / "big.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("a.txt", WHATSAPP)
-        zf.writestr("b.txt", WHATSAPP)
-    with pytest.raises(ReplicaInputError, match="big.zip.*expands beyond"):
-        load_exports([archive])
+        zf.writestr("a.txt", "x" * 700_000)
+        zf.writestr("b.txt", "x" * 700_000)
+    with pytest.raises(ReplicaInputError, match=r"big.zip: the exports hold more than 1 MiB.*max_input_mib"):
+        load_exports([archive], limits=Limits(max_input_mib=1, max_messages=10))
 
 
 def test_corrupt_zip_names_the_file(tmp_path):

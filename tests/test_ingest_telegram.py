@@ -43,13 +43,14 @@ def test_text_entities_are_preferred_over_text():
     assert message.text == "Ciao!"
 
 
-def test_service_message_is_system_with_actor_or_none():
+def test_service_message_is_system_without_sender_and_keeps_its_actor():
     service = {"id": 2, "type": "service", "date": "2023-05-01T10:02:00", "actor": "Luca", "actor_id": "user7",
                "action": "phone_call", "text": ""}
     anonymous = {"id": 3, "type": "service", "date": "2023-05-01T10:03:00", "action": "pin_message", "text": ""}
     first, second = _parse([service, anonymous])[0]
-    assert (first.kind, first.sender) == ("system", "Luca")
-    assert (second.kind, second.sender) == ("system", None)
+    assert (first.kind, first.sender, first.actor) == ("system", None, "Luca")
+    assert (second.kind, second.sender, second.actor) == ("system", None, None)
+    assert first.to_json()["actor"] == "Luca" and "actor" not in second.to_json()
 
 
 @pytest.mark.parametrize(

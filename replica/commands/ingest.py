@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from replica.ingest import LoadResult, load_exports
+from replica.ingest.limits import Limits
 from replica.ingest.message import Message
 from replica.ingest.whatsapp import DATE_ORDERS
 
@@ -51,11 +52,30 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "--date-order", choices=DATE_ORDERS, default="auto",
         help="day/month order of WhatsApp dates (default: auto-detect per file)",
     )
+    defaults = Limits.defaults()
+    parser.add_argument(
+        "--max-input-mib", type=_positive_int, default=defaults.max_input_mib, metavar="MIB",
+        help="stop if the exports hold more uncompressed MiB than this (default %(default)s, as data.max_input_mib)",
+    )
+    parser.add_argument(
+        "--max-messages", type=_positive_int, default=defaults.max_messages, metavar="N",
+        help="stop if the exports hold more messages than this (default %(default)s, as data.max_messages)",
+    )
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number
 
 
 # ---- parse -------------------------------------------------------------------------------------------------
 def run_parse(args: argparse.Namespace) -> int:
-    loaded = _load(args.paths, args.date_order)
+    loaded = _load(args)
     write_json_lines(loaded.messages, sys.stdout.buffer)
     return 0
 
@@ -104,7 +124,7 @@ def sender_activity(messages: Sequence[Message]) -> list[SenderActivity]:
 
 
 def run_senders(args: argparse.Namespace) -> int:
-    activities = sender_activity(_load(args.paths, args.date_order).messages)
+    activities = sender_activity(_load(args).messages)
     if args.json:
         rows = [
             {**asdict(activity), "first": _day(activity.first), "last": _day(activity.last)}
@@ -175,9 +195,10 @@ def expand_user_paths(data: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- shared ------------------------------------------------------------------------------------------------
-def _load(paths: Sequence[str], date_order: str) -> LoadResult:
+def _load(args: argparse.Namespace) -> LoadResult:
     """Load the exports, reporting files skipped inside folders/zips on stderr."""
-    loaded = load_exports([os.path.expanduser(path) for path in paths], date_order=date_order)
+    limits = Limits(max_input_mib=args.max_input_mib, max_messages=args.max_messages)
+    loaded = load_exports([os.path.expanduser(path) for path in args.paths], date_order=args.date_order, limits=limits)
     for name, reason in loaded.skipped:
         print(f"replica: skipped {name}: {reason}", file=sys.stderr)
     return loaded

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from replica.errors import ReplicaInputError
+from replica.ingest.limits import Budget, LimitError, Limits
 from replica.ingest.message import Message
 from replica.ingest.discord import looks_like_discord, parse_discord
 from replica.ingest.messenger import looks_like_messenger, parse_messenger
@@ -40,11 +41,17 @@ class LoadResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (display name, reason), folder/zip runs only
 
 
-def load_exports(paths: Sequence[str | Path], *, date_order: str = "auto") -> LoadResult:
-    """Parse every export under `paths`; explicit bad files raise, bad files inside folders/zips are skipped."""
+def load_exports(
+    paths: Sequence[str | Path], *, date_order: str = "auto", limits: Limits | None = None
+) -> LoadResult:
+    """Parse every export under `paths`; explicit bad files raise, bad files inside folders/zips are skipped.
+
+    The run reads at most `limits` (default: conf/data/default.yaml) uncompressed bytes and messages in total.
+    """
     if date_order not in DATE_ORDERS:
         choices = ", ".join(DATE_ORDERS)
         raise ReplicaInputError(f"date_order {date_order!r} is not one of {choices}; fix `date_order`")
+    budget = Budget(limits or Limits.defaults())
     result = LoadResult()
     threads: dict[str, list[tuple[str, dict, bool]]] = {}
     for given in paths:
@@ -52,15 +59,22 @@ def load_exports(paths: Sequence[str | Path], *, date_order: str = "auto") -> Lo
         if not path.exists():
             raise ReplicaInputError("no such file or folder; check the path in `exports`", path=str(path))
         explicit = path.is_file() and not is_zip(path)
-        for name, data in iter_files(path, result.skipped):
+        for name, data in iter_files(path, result.skipped, budget):
+            before = len(result.messages)
             try:
                 part = _load_one(name, data, date_order, result)
-                if part is not None:
-                    threads.setdefault(_thread_key(name, part), []).append((name, part, explicit))
+            except LimitError:
+                raise
             except ReplicaInputError as err:
                 if explicit:
                     raise
                 result.skipped.append((name, reason_of(err)))
+                continue
+            if part is not None:
+                threads.setdefault(_thread_key(name, part), []).append((name, part, explicit))
+                budget.add_messages(len(part["messages"]), name)
+            else:
+                budget.add_messages(len(result.messages) - before, name)
     for parts in threads.values():
         _load_thread(parts, result)
     if not result.messages:
@@ -133,6 +147,14 @@ def _json(text: str, name: str) -> object:
             f"invalid JSON at column {err.colno} ({err.msg}); the file looks truncated or edited, export it again",
             path=name,
             line=err.lineno,
+        ) from None
+    except RecursionError:
+        raise ReplicaInputError(
+            "JSON nested too deeply to read (no chat export nests like this); export it again", path=name
+        ) from None
+    except ValueError:  # a number with more digits than Python converts (4300)
+        raise ReplicaInputError(
+            "JSON holds a number too long to read (no chat export writes one); export it again", path=name
         ) from None
 
 

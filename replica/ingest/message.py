@@ -16,7 +16,7 @@ MEDIA_TYPES = (
 @dataclass(slots=True)
 class Message:
     time: datetime  # naive, local time as exported
-    sender: str | None  # None for system lines without a sender
+    sender: str | None  # None for system lines (their actor, if any, is in `actor`)
     text: str  # for media: caption if any, else ""; never the localized placeholder
     kind: str  # one of KINDS
     platform: str  # one of PLATFORMS
@@ -24,6 +24,7 @@ class Message:
     edited: bool = False
     forwarded: bool = False  # forwarded or sent via a bot: not the sender's own words
     media: str | None = None  # one of MEDIA_TYPES when kind == "media"
+    actor: str | None = None  # who caused a system line ("X joined", "X called"), when the export names them
 
     def to_json(self) -> dict:
         row = {
@@ -38,4 +39,6 @@ class Message:
         }
         if self.media is not None:
             row["media"] = self.media
+        if self.actor is not None:
+            row["actor"] = self.actor
         return row

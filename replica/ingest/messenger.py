@@ -1,23 +1,19 @@
 """Facebook Messenger / Instagram `message_N.json` parts of one thread -> Message list.
 
-Times: `timestamp_ms` is converted to naive local time with `datetime.fromtimestamp`, in the machine's time
-zone, or in the IANA zone named by the `REPLICA_TZ` environment variable (e.g. `REPLICA_TZ=Europe/Rome`).
+Times: `timestamp_ms` becomes naive local time, in the machine's zone or in `REPLICA_TZ` (see `fields`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from pathlib import PurePosixPath
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from replica.errors import ReplicaInputError
+from replica.ingest.fields import Place, epoch_number, from_epoch, local_zone, text_field, type_name
 from replica.ingest.message import Message
 
-TZ_ENV = "REPLICA_TZ"
 UNKNOWN_SENDER = "Facebook User"
 
 # Attachment lists/objects on a message, in priority order, and their media type.
@@ -66,14 +62,20 @@ _UNSENT_LINE = re.compile(
 _SYSTEM_TYPES = frozenset({"Call", "Subscribe", "Unsubscribe"})
 
 
+_FIX = "download the export again (Download your information, JSON)"
+
+
 def looks_like_messenger(obj: Any) -> bool:
-    """True for a Messenger/Instagram `message_N.json` part (classic or end-to-end-encrypted export)."""
-    if not isinstance(obj, dict) or not isinstance(obj.get("participants"), list):
+    """True for a Messenger/Instagram `message_N.json` part (classic or end-to-end-encrypted export); a part without
+    `participants` counts when its messages name their sender and time."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("messages"), list):
         return False
-    messages = obj.get("messages")
-    return isinstance(messages, list) and all(
-        isinstance(m, dict) and ("timestamp_ms" in m or ("timestamp" in m and "senderName" in m)) for m in messages[:20]
-    )
+    sample = obj["messages"][:20]
+    if not all(isinstance(m, dict) and ("timestamp_ms" in m or ("timestamp" in m and "senderName" in m)) for m in sample):
+        return False
+    if "participants" in obj:
+        return isinstance(obj["participants"], list)
+    return bool(sample) and all("sender_name" in m or "senderName" in m for m in sample)
 
 
 _E2EE_MEDIA = (  # file extension of an end-to-end-encrypted export's media uri -> classic attachment key
@@ -84,25 +86,24 @@ _E2EE_MEDIA = (  # file extension of an end-to-end-encrypted export's media uri 
 )
 
 
-def _classic_part(part: dict) -> dict:
-    """Rewrite an end-to-end-encrypted Messenger export (camelCase keys, 2024+) into the classic schema."""
-    if "threadName" not in part and not any(isinstance(m, dict) and "senderName" in m for m in part.get("messages") or []):
-        return part
-    participants = [{"name": p} if isinstance(p, str) else p for p in part.get("participants") or []]
-    return {"participants": participants, "title": part.get("threadName"), "messages": [_classic_message(m) for m in part.get("messages") or [] if isinstance(m, dict)]}
+def _is_e2ee(part: dict) -> bool:
+    return "threadName" in part or any(isinstance(m, dict) and "senderName" in m for m in part["messages"])
 
 
 def _classic_message(raw: dict) -> dict:
+    """An end-to-end-encrypted export's message (camelCase keys, 2024+) in the classic schema."""
     if "timestamp_ms" in raw:
         return raw
     out = {
         "sender_name": raw.get("senderName"),
         "timestamp_ms": raw.get("timestamp"),
-        "content": raw.get("text") or "",
-        "is_unsent": bool(raw.get("isUnsent")),
+        "content": raw.get("text"),
+        "is_unsent": raw.get("isUnsent") is True,
     }
-    for item in raw.get("media") or []:
-        uri = str(item.get("uri", "") if isinstance(item, dict) else item).lower()
+    media = raw.get("media")
+    for item in media if isinstance(media, list) else []:
+        uri = item.get("uri") if isinstance(item, dict) else item
+        uri = uri.lower() if isinstance(uri, str) else ""
         key = next((k for exts, k in _E2EE_MEDIA if uri.endswith(exts)), "files")
         out.setdefault(key, []).append(item)
     return out
@@ -116,81 +117,85 @@ def repair_mojibake(text: str) -> str:
         return text
 
 
+def _text(value: Any, key: str, place: Place) -> str | None:
+    """A text field, type-checked, with Facebook's mojibake undone."""
+    text = text_field(value, key, place)
+    return repair_mojibake(text) if text else text
+
+
 def parse_messenger(parts: list[dict], *, source: str) -> list[Message]:
     """Merge the parts of one thread, drop duplicates, and return its messages oldest first."""
-    parts = [_classic_part(_repair_all(part)) for part in parts]
+    zone = local_zone()
     chat = _chat_name(parts, source)
-    zone = _zone()
-    seen: set[str] = set()
-    raws: list[dict] = []
+    seen: set[tuple] = set()
+    timed: list[tuple[float, Message]] = []
     for part in parts:
-        messages = [m for m in part.get("messages") or [] if isinstance(m, dict)]
-        if len(messages) > 1 and _ms(messages[0], source) > _ms(messages[-1], source):
-            messages.reverse()  # exports list the newest message first
-        for raw in messages:
-            key = json.dumps(raw, sort_keys=True, ensure_ascii=False)
+        rows = []
+        for index, raw in enumerate(part["messages"], 1):
+            place = Place(source, f"message {index}", _FIX)
+            if not isinstance(raw, dict):
+                raise ReplicaInputError(f"{place.where} is {type_name(raw)}, expected an object; {_FIX}", path=source)
+            rows.append(_message(_classic_message(raw), chat, zone, place))
+        if len(rows) > 1 and rows[0][0] > rows[-1][0]:
+            rows.reverse()  # exports list the newest message first
+        for ms, message in rows:
+            key = (ms, message.sender, message.actor, message.text, message.kind, message.media)
             if key not in seen:
                 seen.add(key)
-                raws.append(raw)
-    raws.sort(key=lambda raw: _ms(raw, source))
-    return [_message(raw, chat, zone, source) for raw in raws]
-
-
-def _repair_all(value: Any) -> Any:
-    if isinstance(value, str):
-        return repair_mojibake(value)
-    if isinstance(value, list):
-        return [_repair_all(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _repair_all(item) for key, item in value.items()}
-    return value
+                timed.append((ms, message))
+    timed.sort(key=lambda row: row[0])
+    return [message for _, message in timed]
 
 
 def _chat_name(parts: list[dict], source: str) -> str:
+    """The thread's title, else its participants' names, else its folder name."""
     for part in parts:
-        if part.get("title"):
-            return str(part["title"])
-    people = parts[0].get("participants") if parts else None
-    names = [p["name"] for p in people or [] if isinstance(p, dict) and p.get("name")]
+        for key in ("title", "threadName"):
+            title = _text(part.get(key), key, Place(source, "thread", _FIX))
+            if title:
+                return title
+    names = []
+    for part in parts[:1]:
+        people = part.get("participants")
+        place = Place(source, "participants", _FIX)
+        for person in people if isinstance(people, list) else []:
+            name = _text(person.get("name") if isinstance(person, dict) else person, "name", place)
+            if name:
+                names.append(name)
     return ", ".join(names) or PurePosixPath(source.replace("\\", "/")).parent.name or source
 
 
-def _zone() -> tzinfo | None:
-    name = os.environ.get(TZ_ENV)
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        message = f"{TZ_ENV}={name!r} is not a known time zone; use an IANA name such as Europe/Rome"
-        raise ReplicaInputError(message) from err
+def _ms(raw: dict, place: Place) -> float:
+    value = epoch_number(raw.get("timestamp_ms"))
+    if value is None:
+        raise place.error("timestamp_ms", f"is {type_name(raw.get('timestamp_ms'))}, expected a number")
+    return value
 
 
-def _ms(raw: dict, source: str) -> int:
-    value = raw.get("timestamp_ms")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ReplicaInputError("a message has no numeric 'timestamp_ms'; download the export again", path=source)
-    return int(value)
-
-
-def _message(raw: dict, chat: str, zone: tzinfo | None, source: str) -> Message:
-    time = datetime.fromtimestamp(_ms(raw, source) / 1000, zone).replace(tzinfo=None)
-    sender = raw.get("sender_name") or UNKNOWN_SENDER
-    content = raw.get("content") if isinstance(raw.get("content"), str) else ""
+def _message(raw: dict, chat: str, zone: tzinfo | None, place: Place) -> tuple[float, Message]:
+    """(timestamp_ms, message) of one classic-schema message."""
+    ms = _ms(raw, place)
+    time = from_epoch(ms / 1000, zone)
+    if time is None:
+        raise place.error("timestamp_ms", "is not a time a calendar can hold")
+    sender = _text(raw.get("sender_name"), "sender_name", place) or UNKNOWN_SENDER
+    content = _text(raw.get("content"), "content", place) or ""
     body = _auto_line_body(content, sender)
-    if raw.get("is_unsent") or _UNSENT_LINE.fullmatch(body):
-        return Message(time, sender, "", "deleted", "messenger", chat)
+    if raw.get("is_unsent") is True or _UNSENT_LINE.fullmatch(body):
+        return ms, Message(time, sender, "", "deleted", "messenger", chat)
     sent = _SENT_LINE.fullmatch(body)
     attached = next((media for key, media in _ATTACHMENT_KEYS if raw.get(key)), None)
     if attached is not None:
-        return Message(time, sender, "" if sent else content, "media", "messenger", chat, media=attached)
+        return ms, Message(time, sender, "" if sent else content, "media", "messenger", chat, media=attached)
     if sent:
-        return Message(time, sender, "", "media", "messenger", chat, media=_SENT_WORDS[sent["what"].lower()])
-    if _SYSTEM_LINE.fullmatch(body) or raw.get("type") in _SYSTEM_TYPES or "call_duration" in raw:
-        return Message(time, sender, content, "system", "messenger", chat)
+        return ms, Message(time, sender, "", "media", "messenger", chat, media=_SENT_WORDS.get(sent["what"].lower(), "other"))
+    if _SYSTEM_LINE.fullmatch(body) or _is_system_type(raw.get("type")) or "call_duration" in raw:
+        return ms, Message(time, None, content, "system", "messenger", chat, actor=sender)
     if not content:
-        return Message(time, sender, "", "media", "messenger", chat, media="other")
-    return Message(time, sender, content, "text", "messenger", chat)
+        return ms, Message(time, sender, "", "media", "messenger", chat, media="other")
+    return ms, Message(time, sender, content, "text", "messenger", chat)
+def _is_system_type(value: Any) -> bool:
+    return isinstance(value, str) and value in _SYSTEM_TYPES
 
 
 def _auto_line_body(content: str, sender: str) -> str:

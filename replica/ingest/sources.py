@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import lzma
 import os
+import stat
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from replica.errors import ReplicaInputError
+from replica.ingest.limits import Budget, LimitError
 
-MAX_MEMBER_BYTES = 512 * 1024 * 1024  # largest uncompressed zip member we read
-MAX_ZIP_TOTAL_BYTES = 512 * 1024 * 1024  # largest uncompressed total read from one archive
-MAX_COMPRESSION_RATIO = 100  # uncompressed/compressed above this (on members > 1 MiB) means a zip bomb
+MAX_COMPRESSION_RATIO = 100  # uncompressed/compressed above this (members or whole archive > 1 MiB): a zip bomb
 RATIO_CHECK_MIN_BYTES = 1024 * 1024
+READ_CHUNK = 1024 * 1024
+# What a damaged zip member can raise while it is opened or inflated (CRC and header errors are BadZipFile).
+MEMBER_ERRORS = (
+    zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, NotImplementedError, RuntimeError, ValueError,
+    UnicodeDecodeError, struct.error,
+)
+# What a damaged archive's central directory can raise while the archive is opened.
+ARCHIVE_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, UnicodeDecodeError, struct.error, OverflowError)
 
 # Attachments that sit next to the chat exports and can never be one.
 IGNORED_SUFFIXES = frozenset(
@@ -38,33 +50,63 @@ def is_ignored_name(name: str) -> bool:
     return PurePosixPath(parts[-1]).suffix.lower() in IGNORED_SUFFIXES if parts else True
 
 
-def iter_files(path: Path, skipped: Skipped) -> Iterator[tuple[str, bytes]]:
+def iter_files(path: Path, skipped: Skipped, budget: Budget) -> Iterator[tuple[str, bytes]]:
     """Yield (display name, raw bytes) for a file, every file under a folder, or every member of a zip.
 
-    Unreadable members of folders/archives are appended to `skipped` as (display name, reason);
-    a broken archive given explicitly raises ReplicaInputError.
+    Unreadable members of folders/archives are appended to `skipped` as (display name, reason); a broken archive or
+    a non-regular file (FIFO, device, socket) given explicitly raises ReplicaInputError. Every byte read counts
+    against `budget`, as it streams in.
     """
     if path.is_dir():
-        yield from _walk_dir(path, skipped)
-    elif is_zip(path):
-        yield from _read_zip(path, str(path), skipped)
+        yield from _walk_dir(path, skipped, budget)
+        return
+    _check_regular(path, str(path))
+    if is_zip(path):
+        yield from _read_zip(path, str(path), skipped, budget)
     else:
-        yield str(path), _read_file(path)
+        yield str(path), _read_file(path, str(path), budget)
 
 
-def _read_file(path: Path) -> bytes:
+def _check_regular(path: Path, display: str) -> None:
+    """Refuse FIFOs, devices and sockets before anything opens them (reading one can block or never end)."""
     try:
-        return path.read_bytes()
+        mode = path.stat().st_mode
     except OSError as err:
-        raise ReplicaInputError(f"cannot read file ({err.strerror}); check its permissions", path=str(path)) from err
+        raise ReplicaInputError(f"cannot read file ({err.strerror}); check the path", path=display) from None
+    if not stat.S_ISREG(mode):
+        raise ReplicaInputError(
+            "not a regular file (a FIFO, device or socket); pass the export file itself", path=display
+        )
+
+
+def _read_file(path: Path, display: str, budget: Budget) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return read_bounded(handle, display, budget)
+    except OSError as err:
+        raise ReplicaInputError(f"cannot read file ({err.strerror}); check its permissions", path=display) from err
+
+
+def read_bounded(handle: BinaryIO, display: str, budget: Budget) -> bytes:
+    """Read a stream in chunks, counting each against the budget (which raises once the run's limit is passed)."""
+    chunks = []
+    while chunk := handle.read(min(READ_CHUNK, budget.bytes_left + 1)):
+        budget.add_bytes(len(chunk), display)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def is_zip(path: Path) -> bool:
     """True for a .zip file name or zip content."""
-    return path.suffix.lower() == ".zip" or zipfile.is_zipfile(path)
+    if path.suffix.lower() == ".zip":
+        return True
+    try:
+        return zipfile.is_zipfile(path)
+    except ARCHIVE_ERRORS:
+        return False
 
 
-def _walk_dir(root: Path, skipped: Skipped) -> Iterator[tuple[str, bytes]]:
+def _walk_dir(root: Path, skipped: Skipped, budget: Budget) -> Iterator[tuple[str, bytes]]:
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIR_NAMES)
         for name in sorted(names):
@@ -73,28 +115,30 @@ def _walk_dir(root: Path, skipped: Skipped) -> Iterator[tuple[str, bytes]]:
             file = Path(folder, name)
             display = str(file)
             try:
+                _check_regular(file, display)
                 if is_zip(file):
-                    yield from _read_zip(file, display, skipped)
+                    yield from _read_zip(file, display, skipped, budget)
                 else:
-                    yield display, _read_file(file)
+                    yield display, _read_file(file, display, budget)
+            except LimitError:
+                raise
             except ReplicaInputError as err:
                 skipped.append((display, reason_of(err)))
 
 
-def _read_zip(path: Path, display: str, skipped: Skipped) -> Iterator[tuple[str, bytes]]:
+def _read_zip(path: Path, display: str, skipped: Skipped, budget: Budget) -> Iterator[tuple[str, bytes]]:
     """Read the archive's members in memory, never extracting anything to disk."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
-        message = f"not a readable .zip archive ({err}); download the export again"
-        raise ReplicaInputError(message, path=display) from err
+    except ARCHIVE_ERRORS as err:
+        message = f"not a readable .zip archive ({_short(err)}); download the export again"
+        raise ReplicaInputError(message, path=display) from None
     with archive:
         members = sorted(
             (info for info in archive.infolist() if not info.is_dir() and not is_ignored_name(info.filename)),
             key=lambda info: info.filename,
         )
-        _check_zip_sizes(members, display)
-        total = 0
+        _check_zip_sizes(members, display, budget)
         for info in members:
             name = f"{display}!{info.filename}"
             if info.flag_bits & 0x1:
@@ -105,33 +149,33 @@ def _read_zip(path: Path, display: str, skipped: Skipped) -> Iterator[tuple[str,
                 continue
             try:
                 with archive.open(info) as handle:
-                    data = handle.read(MAX_MEMBER_BYTES + 1)
-            except (zipfile.BadZipFile, OSError, NotImplementedError, EOFError) as err:
-                skipped.append((name, f"unreadable zip member ({err}); download the export again"))
+                    data = read_bounded(handle, name, budget)
+            except MEMBER_ERRORS as err:
+                skipped.append((name, f"damaged zip member ({_short(err)}); download the export again"))
                 continue
-            total += len(data)
-            if len(data) > MAX_MEMBER_BYTES or total > MAX_ZIP_TOTAL_BYTES:
-                raise ReplicaInputError(_too_big_message(), path=display)
             yield name, data
 
 
-def _check_zip_sizes(members: list[zipfile.ZipInfo], display: str) -> None:
-    if sum(info.file_size for info in members) > MAX_ZIP_TOTAL_BYTES or any(
-        info.file_size > MAX_MEMBER_BYTES for info in members
-    ):
-        raise ReplicaInputError(_too_big_message(), path=display)
-    for info in members:
-        ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size > RATIO_CHECK_MIN_BYTES and ratio > MAX_COMPRESSION_RATIO:
+def _check_zip_sizes(members: list[zipfile.ZipInfo], display: str, budget: Budget) -> None:
+    """Refuse, before inflating anything, an archive that declares more than the run may read, or a zip bomb."""
+    declared = sum(info.file_size for info in members)
+    budget.check_room(declared, display)
+    packed = sum(info.compress_size for info in members)
+    suspects = [(info.filename, info.file_size, info.compress_size) for info in members]
+    suspects.append(("(all members)", declared, packed))
+    for member, size, compressed in suspects:
+        ratio = size / max(compressed, 1)
+        if size > RATIO_CHECK_MIN_BYTES and ratio > MAX_COMPRESSION_RATIO:
             raise ReplicaInputError(
-                f"member {info.filename!r} expands {ratio:.0f}x (zip bomb?); extract the chats you need by hand",
+                f"member {member!r} expands {ratio:.0f}x (zip bomb?); extract the chats you need by hand",
                 path=display,
             )
 
 
-def _too_big_message() -> str:
-    limit = MAX_MEMBER_BYTES // (1024 * 1024)
-    return f"archive expands beyond {limit} MiB; extract it and pass only the chat files"
+def _short(err: BaseException) -> str:
+    """An exception in a few words, for a one-line reason."""
+    text = " ".join(str(err).split())[:80]
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def reason_of(err: ReplicaInputError) -> str:

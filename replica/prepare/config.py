@@ -12,6 +12,7 @@ import phonenumbers
 from omegaconf import DictConfig, OmegaConf
 
 from replica.errors import ReplicaInputError
+from replica.ingest.limits import Limits
 from replica.prepare.clean import MEDIA_MODES
 from replica.prepare.pii import MaskOptions
 
@@ -23,6 +24,7 @@ class DataConfig:
     exports: list[str]
     me: list[str]
     dataset_dir: str
+    limits: Limits
     date_order: str
     media: str
     mask: MaskOptions
@@ -43,7 +45,8 @@ def parse_data_config(data_cfg: Mapping | DictConfig) -> DataConfig:
     cfg: dict[str, Any] = (
         OmegaConf.to_container(data_cfg, resolve=True) if isinstance(data_cfg, DictConfig) else dict(data_cfg)
     )
-    missing = [f"data.{f.name}" for f in fields(DataConfig) if f.name not in cfg]
+    keys = [f.name for f in fields(DataConfig) if f.name != "limits"] + [f.name for f in fields(Limits)]
+    missing = [f"data.{key}" for key in keys if key not in cfg]
     # The first problem of each key; a missing key is named once, in the "missing" entry.
     problems: dict[str, str] = {key.removeprefix("data."): "" for key in missing}
     if missing:
@@ -82,7 +85,7 @@ def parse_data_config(data_cfg: Mapping | DictConfig) -> DataConfig:
     languages = _string_list(get("languages"))
     if languages is None:
         report("languages", f"data.languages={get('languages')!r} must be a list of ISO 639-1 codes such as [it, en]")
-    for key in ("language_sample", "context_min", "context_max"):
+    for key in ("language_sample", "context_min", "context_max", "max_input_mib", "max_messages"):
         if not _is_int(get(key)) or get(key) < 1:
             report(key, f"data.{key}={get(key)!r} must be an integer >= 1")
     if _is_int(get("context_min")) and _is_int(get("context_max")) and get("context_min") > get("context_max"):
@@ -103,7 +106,8 @@ def parse_data_config(data_cfg: Mapping | DictConfig) -> DataConfig:
     if problems:
         raise ReplicaInputError("invalid data config: " + "; ".join(filter(None, problems.values())))
     return DataConfig(
-        exports=[os.path.expanduser(p) for p in exports], me=me, dataset_dir=os.path.expanduser(str(get("dataset_dir"))), date_order=get("date_order"), media=get("media"),
+        exports=[os.path.expanduser(p) for p in exports], me=me, dataset_dir=os.path.expanduser(str(get("dataset_dir"))),
+        limits=Limits(max_input_mib=get("max_input_mib"), max_messages=get("max_messages")), date_order=get("date_order"), media=get("media"),
         mask=MaskOptions(**mask), phone_region=region.upper(), languages=[code.lower() for code in languages],
         language_sample=get("language_sample"), merge_gap=float(get("merge_gap")),
         session_gap=float(get("session_gap")), context_min=get("context_min"), context_max=get("context_max"),

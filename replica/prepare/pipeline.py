@@ -114,7 +114,7 @@ def private_values(data_cfg: Mapping | DictConfig) -> PrivateValues:
 
 
 def _load(cfg: DataConfig, log: Callable[[str], None]) -> LoadResult:
-    loaded = load_exports(cfg.exports, date_order=cfg.date_order)
+    loaded = load_exports(cfg.exports, date_order=cfg.date_order, limits=cfg.limits)
     for path, reason in loaded.skipped:
         log(f"skipped {path}: {reason}")
     if not loaded.messages:

@@ -1,0 +1,73 @@
+"""How much one run may read: uncompressed input bytes and messages, counted as they stream in.
+
+The defaults are the `max_input_mib` and `max_messages` keys of `conf/data/default.yaml` (read without Hydra, so
+that `replica parse` stays light).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from replica.errors import ReplicaInputError
+
+DATA_DEFAULTS = Path(__file__).resolve().parents[2] / "conf" / "data" / "default.yaml"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_input_mib: int  # uncompressed bytes read from all files, folders and zip members of one run
+    max_messages: int  # messages parsed in one run
+
+    @classmethod
+    def defaults(cls) -> Limits:
+        return cls(**_default_values())
+
+
+@cache
+def _default_values() -> dict[str, int]:
+    import yaml
+
+    data = yaml.safe_load(DATA_DEFAULTS.read_text(encoding="utf-8"))
+    return {key: int(data[key]) for key in ("max_input_mib", "max_messages")}
+
+
+class LimitError(ReplicaInputError):
+    """A run-wide limit was passed: the whole run stops (it is never a skipped file)."""
+
+
+class Budget:
+    """The running totals of one run against its Limits; passing a limit raises a one-line error naming the file."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.bytes = 0
+        self.messages = 0
+
+    @property
+    def bytes_left(self) -> int:
+        return self.limits.max_input_mib * MIB - self.bytes
+
+    def add_bytes(self, count: int, name: str) -> None:
+        self.check_room(count, name)
+        self.bytes += count
+
+    def check_room(self, count: int, name: str) -> None:
+        """Raise if `count` more bytes would pass the limit."""
+        if count > self.bytes_left:
+            raise LimitError(
+                f"the exports hold more than {self.limits.max_input_mib} MiB (uncompressed) in total; pass only the "
+                "chats you need, or raise data.max_input_mib (replica parse/senders: --max-input-mib)",
+                path=name,
+            )
+
+    def add_messages(self, count: int, name: str) -> None:
+        self.messages += count
+        if self.messages > self.limits.max_messages:
+            raise LimitError(
+                f"the exports hold more than {self.limits.max_messages:,} messages in total; pass only the chats "
+                "you need, or raise data.max_messages (replica parse/senders: --max-messages)",
+                path=name,
+            )
