@@ -11,7 +11,10 @@ class ReplicaInputError(Exception):
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
         where = ""
         if path is not None:
+            from replica.privacy import display_path  # file names carry contacts' names and numbers
+
+            path = display_path(path)
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(f"{where}{message}")
-        self.path = path
+        self.path = path  # as shown: personal parts masked
         self.line = line

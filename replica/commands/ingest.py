@@ -15,6 +15,7 @@ from replica.ingest import LoadResult, load_exports
 from replica.ingest.limits import Limits
 from replica.ingest.message import Message
 from replica.ingest.whatsapp import DATE_ORDERS
+from replica.privacy import display_path
 
 LINES_PER_WRITE = 4096
 # A `~` opening a path inside an override value (`data.exports=[~/chats]`), which Hydra's grammar rejects unquoted.
@@ -200,5 +201,5 @@ def _load(args: argparse.Namespace) -> LoadResult:
     limits = Limits(max_input_mib=args.max_input_mib, max_messages=args.max_messages)
     loaded = load_exports([os.path.expanduser(path) for path in args.paths], date_order=args.date_order, limits=limits)
     for name, reason in loaded.skipped:
-        print(f"replica: skipped {name}: {reason}", file=sys.stderr)
+        print(f"replica: skipped {display_path(name)}: {reason}", file=sys.stderr)
     return loaded

@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from replica.errors import ReplicaInputError
 from replica.ingest.limits import Budget, LimitError, Limits
+from replica.privacy import display_path
 from replica.ingest.message import Message
 from replica.ingest.discord import looks_like_discord, parse_discord
 from replica.ingest.messenger import looks_like_messenger, parse_messenger
@@ -178,9 +179,9 @@ def whatsapp_chat_name(name: str) -> str:
 
 
 def _nothing_found(paths: Sequence[str | Path], result: LoadResult) -> str:
-    where = ", ".join(str(path) for path in paths) or "(no paths given)"
+    where = ", ".join(display_path(str(path)) for path in paths) or "(no paths given)"
     if not result.skipped:
         return f"no chat messages found in {where}; pass {SUPPORTED}"
-    listed = "; ".join(f"{name} ({reason})" for name, reason in result.skipped[:_MAX_SKIPS_LISTED])
+    listed = "; ".join(f"{display_path(name)} ({reason})" for name, reason in result.skipped[:_MAX_SKIPS_LISTED])
     more = len(result.skipped) - _MAX_SKIPS_LISTED
     return f"no chat messages found in {where}; skipped: {listed}" + (f"; and {more} more" if more > 0 else "")

@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from replica.errors import ReplicaInputError
 from replica.ingest.limits import Budget, LimitError
+from replica.privacy import display_path
 
 MAX_COMPRESSION_RATIO = 100  # uncompressed/compressed above this (members or whole archive > 1 MiB): a zip bomb
 RATIO_CHECK_MIN_BYTES = 1024 * 1024
@@ -167,7 +168,8 @@ def _check_zip_sizes(members: list[zipfile.ZipInfo], display: str, budget: Budge
         ratio = size / max(compressed, 1)
         if size > RATIO_CHECK_MIN_BYTES and ratio > MAX_COMPRESSION_RATIO:
             raise ReplicaInputError(
-                f"member {member!r} expands {ratio:.0f}x (zip bomb?); extract the chats you need by hand",
+                f"member {display_path(member)!r} expands {ratio:.0f}x (zip bomb?); extract the chats you need by "
+                "hand",
                 path=display,
             )
 

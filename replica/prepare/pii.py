@@ -66,7 +66,7 @@ class PiiMasker:
     ) -> None:
         self.regions = list(dict.fromkeys([region.upper(), *regions]))
         self.options = options
-        self._placeholders: dict[tuple[str, str], str] = {}
+        self.placeholders: dict[tuple[str, str], str] = {}
         self._counts: dict[str, int] = {}
         self._found: set[str] = set()
         self._cache: dict[tuple[str, str | None], str] = {}
@@ -89,7 +89,7 @@ class PiiMasker:
         """`text` with every personal value replaced; `language` (the chat's) decides which names are words."""
         cached = self._cache.get((text, language))
         if cached is None:
-            cached = self._run(text, (language,) if language else (), self._placeholder)
+            cached = self._run(text, (language,) if language else (), self.placeholder)
             self._cache[(text, language)] = cached
         return cached
 
@@ -106,7 +106,7 @@ class PiiMasker:
 
     def seen(self) -> set[tuple[str, str]]:
         """The (kind, key) of every value masked so far."""
-        return set(self._placeholders)
+        return set(self.placeholders)
 
     def values(self) -> set[str]:
         """The raw personal values met so far plus every contact name token (private: keep in memory only)."""
@@ -117,12 +117,13 @@ class PiiMasker:
             text = step(text, languages, emit)
         return text
 
-    def _placeholder(self, kind: str, key: str, raw: str) -> str:
+    def placeholder(self, kind: str, key: str, raw: str) -> str:
+        """The placeholder of a value (a new one, numbered per kind, the first time)."""
         self._found.add(raw)
-        placeholder = self._placeholders.get((kind, key))
+        placeholder = self.placeholders.get((kind, key))
         if placeholder is None:
             self._counts[kind] = self._counts.get(kind, 0) + 1
-            placeholder = self._placeholders[(kind, key)] = f"<{kind}_{self._counts[kind]}>"
+            placeholder = self.placeholders[(kind, key)] = f"<{kind}_{self._counts[kind]}>"
         return placeholder
 
     @staticmethod

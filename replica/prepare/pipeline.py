@@ -21,6 +21,7 @@ from replica.prepare.pii import PiiMasker, PrivateValues, pii_values, regions_se
 from replica.prepare.split import SPLITS, split_examples
 from replica.prepare.stats import compute_stats, format_stats
 from replica.prepare.turns import build_sessions, chat_labels
+from replica.privacy import display_path
 
 
 @dataclass(slots=True)
@@ -116,10 +117,11 @@ def private_values(data_cfg: Mapping | DictConfig) -> PrivateValues:
 def _load(cfg: DataConfig, log: Callable[[str], None]) -> LoadResult:
     loaded = load_exports(cfg.exports, date_order=cfg.date_order, limits=cfg.limits)
     for path, reason in loaded.skipped:
-        log(f"skipped {path}: {reason}")
+        log(f"skipped {display_path(path)}: {reason}")
     if not loaded.messages:
         raise ReplicaInputError(
-            f"no messages found in data.exports={cfg.exports}: point it at WhatsApp .txt, Telegram result.json "
+            f"no messages found in data.exports={[display_path(path) for path in cfg.exports]}: point it at WhatsApp "
+            ".txt, Telegram result.json "
             "or Messenger/Instagram message_N.json exports"
         )
     return loaded

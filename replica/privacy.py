@@ -1,0 +1,54 @@
+"""File names as logs, console lines and error messages show them: without the contact names and numbers they hold.
+
+Exports are named after people: `WhatsApp Chat with Giovanna Verdi +39 347 111 2233.txt`, Messenger's
+`inbox/giovannaverdi_1015…/`. `display_path` keeps the path's shape and masks its personal parts with placeholders
+that are stable within the process: a WhatsApp chat title becomes `<NAME_n>` words and `<PHONE_n>` numbers, a
+Messenger thread folder `<NAME_n>_<id>`, and phone numbers and e-mails anywhere in the path are masked too.
+"""
+
+from __future__ import annotations
+
+import re
+
+from replica.prepare.pii import PiiMasker
+
+_SEPARATORS = re.compile(r"([/\\!])")
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}$")
+_THREAD_FOLDER = re.compile(r"^([^\W\d_]+)_(\d{5,})$")  # Messenger/Instagram: <name>_<thread id>
+_WORDS = re.compile(r"[^\W\d_](?:[\w'’.-]*[^\W_])?(?:\s+[^\W\d_](?:[\w'’.-]*[^\W_])?)*")
+_PLACEHOLDER = re.compile(r"(<[A-Z]+_\d+>)")
+
+_masker = PiiMasker()  # no contact names: numbers, e-mails and URLs, numbered for this process
+
+
+def display_path(path: str) -> str:
+    """`path` with the personal parts of its file and folder names masked."""
+    return "".join(_display_part(part) if part not in "/\\!" else part for part in _SEPARATORS.split(str(path)))
+
+
+def _display_part(part: str) -> str:
+    from replica.ingest import whatsapp_chat_name  # the ingest package shows its paths through this module
+
+    if not part:
+        return part
+    suffix_match = _SUFFIX.search(part)
+    suffix = suffix_match.group() if suffix_match else ""
+    stem = part[: len(part) - len(suffix)]
+    chat = whatsapp_chat_name(part)
+    if chat != stem and stem.endswith(chat):
+        return stem[: len(stem) - len(chat)] + _mask_title(chat) + suffix
+    thread = _THREAD_FOLDER.match(part)
+    if thread:
+        return f"{_masker.placeholder('NAME', thread.group(1).casefold(), thread.group(1))}_{thread.group(2)}"
+    return _masker.mask(part)
+
+
+def _mask_title(title: str) -> str:
+    """A chat title is a person or a group named by people: numbers and e-mails masked, then every run of words."""
+    pieces = _PLACEHOLDER.split(_masker.mask(title))
+    return "".join(piece if _PLACEHOLDER.fullmatch(piece) else _WORDS.sub(_name, piece) for piece in pieces)
+
+
+def _name(match: re.Match) -> str:
+    words = match.group()
+    return _masker.placeholder("NAME", " ".join(words.casefold().split()), words)
