@@ -9,8 +9,7 @@ Messenger thread folder `<NAME_n>_<id>`, and phone numbers and e-mails anywhere 
 from __future__ import annotations
 
 import re
-
-from replica.prepare.pii import PiiMasker
+from functools import cache
 
 _SEPARATORS = re.compile(r"([/\\!])")
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}$")
@@ -18,7 +17,15 @@ _THREAD_FOLDER = re.compile(r"^([^\W\d_]+)_(\d{5,})$")  # Messenger/Instagram: <
 _WORDS = re.compile(r"[^\W\d_](?:[\w'’.-]*[^\W_])?(?:\s+[^\W\d_](?:[\w'’.-]*[^\W_])?)*")
 _PLACEHOLDER = re.compile(r"(<[A-Z]+_\d+>)")
 
-_masker = PiiMasker()  # no contact names: numbers, e-mails and URLs, numbered for this process
+
+
+@cache
+def _masker():
+    """One masker for the process (no contact names: numbers, e-mails, URLs), imported only when a path is shown
+    (`replica parse` stays free of the config stack)."""
+    from replica.prepare.pii import PiiMasker
+
+    return PiiMasker()
 
 
 def display_path(path: str) -> str:
@@ -39,16 +46,16 @@ def _display_part(part: str) -> str:
         return stem[: len(stem) - len(chat)] + _mask_title(chat) + suffix
     thread = _THREAD_FOLDER.match(part)
     if thread:
-        return f"{_masker.placeholder('NAME', thread.group(1).casefold(), thread.group(1))}_{thread.group(2)}"
-    return _masker.mask(part)
+        return f"{_masker().placeholder('NAME', thread.group(1).casefold(), thread.group(1))}_{thread.group(2)}"
+    return _masker().mask(part)
 
 
 def _mask_title(title: str) -> str:
     """A chat title is a person or a group named by people: numbers and e-mails masked, then every run of words."""
-    pieces = _PLACEHOLDER.split(_masker.mask(title))
+    pieces = _PLACEHOLDER.split(_masker().mask(title))
     return "".join(piece if _PLACEHOLDER.fullmatch(piece) else _WORDS.sub(_name, piece) for piece in pieces)
 
 
 def _name(match: re.Match) -> str:
     words = match.group()
-    return _masker.placeholder("NAME", " ".join(words.casefold().split()), words)
+    return _masker().placeholder("NAME", " ".join(words.casefold().split()), words)

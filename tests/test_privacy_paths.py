@@ -1,0 +1,47 @@
+"""File names as logs and errors show them: contacts' names and numbers masked, the path's shape kept."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from replica.privacy import display_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_personal_parts_of_export_names_are_masked():
+    shown = [display_path(path) for path in (
+        "/home/u/chats/WhatsApp Chat with Giovanna Verdi +39 347 111 2233.txt",
+        "export.zip!WhatsApp Chat - Luca Ferri/_chat.txt",
+        "/e/messages/inbox/giovannaverdi_1015882731/message_1.json",
+        "/e/Chat WhatsApp con Zoë Müller.txt",
+        "/e/notes of luca@example.com/x.txt",
+    )]
+    for path in shown:
+        for raw in ("Giovanna", "Verdi", "347", "Luca", "Ferri", "giovannaverdi", "Zoë", "Müller", "luca@"):
+            assert raw not in path
+    assert shown[0].startswith("/home/u/chats/WhatsApp Chat with <NAME_") and "> <PHONE_" in shown[0]
+    assert shown[0].endswith(">.txt")
+    assert shown[2].endswith("_1015882731/message_1.json") and "/inbox/<NAME_" in shown[2]
+    assert display_path("/e/ChatExport_2024-01-01/result.json") == "/e/ChatExport_2024-01-01/result.json"
+
+
+def test_skipped_files_and_errors_name_the_file_without_the_contact(tmp_path):
+    folder = tmp_path / "chats"
+    folder.mkdir()
+    (folder / "WhatsApp Chat with Giovanna Verdi +39 347 111 2233.txt").write_text("", encoding="utf-8")
+    (folder / "WhatsApp Chat with Luca.txt").write_text("12/03/2021, 21:04 - Luca: ciao\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    listed = subprocess.run([sys.executable, "-m", "replica.cli", "parse", str(folder)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert "skipped" in listed.stderr and "WhatsApp Chat with <NAME_1> <PHONE_1>.txt" in listed.stderr
+    assert "Giovanna" not in listed.stderr and "347" not in listed.stderr
+    broken = folder / "WhatsApp Chat with Giovanna Verdi +39 347 111 2233.txt"
+    failed = subprocess.run([sys.executable, "-m", "replica.cli", "parse", str(broken)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert "WhatsApp Chat with <NAME_" in failed.stderr and "Giovanna" not in failed.stderr
