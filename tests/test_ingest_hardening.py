@@ -222,6 +222,14 @@ def test_integer_of_5000_digits_is_one_line(tmp_path, capsys):
     one_error_line(err, "result.json", "number too long")
 
 
+def test_json_of_many_tiny_lists_is_refused_before_parsing(tmp_path, capsys):
+    path = tmp_path / "result.json"
+    path.write_text('{"messages": [' + ",".join(["[]"] * 100_000) + "]}", encoding="utf-8")
+    code, _, err = cli(capsys, "parse", "--max-messages", "1000", str(path))
+    assert code == 2
+    one_error_line(err, "result.json", "objects and lists", "max_messages")
+
+
 # ---- Telegram fields ---------------------------------------------------------------------------------------
 def test_telegram_numeric_sender_is_read_as_text_through_senders_and_prepare(tmp_path, capsys):
     path = write_json(tmp_path / "result.json", telegram(
@@ -323,6 +331,17 @@ def test_messenger_numeric_names_are_text_and_other_types_one_line(tmp_path, cap
     write_json(path, messenger(fb_message(), participants=[{"name": ["x"]}], title=None))
     code, _, err = cli(capsys, "parse", str(path))
     one_error_line(err, "'name'")
+
+
+def test_messenger_auto_line_patterns_take_linear_time(tmp_path):
+    """A message of 'sent' + 200,000 spaces once took hours (backtracking between two runs of spaces)."""
+    path = write_json(tmp_path / "message_1.json", messenger(
+        fb_message(content="Carla Neri sent" + " " * 200_000 + "x"),
+        fb_message(timestamp_ms=1615028500000, content="sent a" + " " * 200_000 + "photo" + " " * 200_000 + "x"),
+    ))
+    result = run("parse", str(path), cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["kind"] for line in result.stdout.splitlines()] == ["text", "text"]
 
 
 def test_messenger_part_without_participants_and_system_line_actor(tmp_path, capsys):

@@ -63,7 +63,7 @@ def load_exports(
         for name, data in iter_files(path, result.skipped, budget):
             before = len(result.messages)
             try:
-                part = _load_one(name, data, date_order, result)
+                part = _load_one(name, data, date_order, result, budget)
             except LimitError:
                 raise
             except ReplicaInputError as err:
@@ -84,7 +84,7 @@ def load_exports(
     return result
 
 
-def _load_one(name: str, data: bytes, date_order: str, result: LoadResult) -> dict | None:
+def _load_one(name: str, data: bytes, date_order: str, result: LoadResult, budget: Budget) -> dict | None:
     """Parse one file into `result`; a Messenger part is returned instead, to be merged with its thread."""
     if not data or data.isspace():
         raise ReplicaInputError("empty file; export the chat again", path=name)
@@ -93,6 +93,7 @@ def _load_one(name: str, data: bytes, date_order: str, result: LoadResult) -> di
         raise ReplicaInputError(f"binary file, not a chat export; pass {SUPPORTED}", path=name)
     head = text.lstrip()[:200].lower()
     if head.startswith("{"):
+        budget.check_json_size(text, name)
         obj = _json(text, name)
         if looks_like_telegram(obj):
             messages, owners = parse_telegram(obj, source=name)

@@ -14,6 +14,9 @@ from replica.errors import ReplicaInputError
 
 DATA_DEFAULTS = Path(__file__).resolve().parents[2] / "conf" / "data" / "default.yaml"
 MIB = 1024 * 1024
+# Objects + lists a JSON export may spend per message before it is refused unread (Telegram and Messenger spend 1-6);
+# this bounds the memory a small file of `[],[],[],...` could take once parsed.
+JSON_CONTAINERS_PER_MESSAGE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,17 @@ class Budget:
             raise LimitError(
                 f"the exports hold more than {self.limits.max_input_mib} MiB (uncompressed) in total; pass only the "
                 "chats you need, or raise data.max_input_mib (replica parse/senders: --max-input-mib)",
+                path=name,
+            )
+
+    def check_json_size(self, text: str, name: str) -> None:
+        """Refuse, before parsing, JSON holding more objects and lists than the message limit can need."""
+        containers = text.count("{") + text.count("[")
+        if containers > JSON_CONTAINERS_PER_MESSAGE * self.limits.max_messages:
+            raise LimitError(
+                f"JSON holds {containers:,} objects and lists, more than {self.limits.max_messages:,} messages can "
+                "need; pass only the chats you need, or raise data.max_messages (replica parse/senders: "
+                "--max-messages)",
                 path=name,
             )
 

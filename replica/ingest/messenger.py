@@ -41,10 +41,10 @@ _SENT_WORDS = {
     "archivo": "document",
 }
 _SENT_LINE = re.compile(
-    r"(?:sent|ha inviato|hai inviato|a envoyé|avez envoyé|envió|enviaste)\s+"
-    + r"(?:an?|una?|un'|une|\d+)?\s*(?P<what>"
+    r"(?:sent|ha inviato|hai inviato|a envoyé|avez envoyé|envió|enviaste)\s++"
+    + r"(?:(?:an?|una?|une|\d++)\s++|un')?(?P<what>"  # possessive runs: never backtracks into spaces or digits
     + "|".join(re.escape(word) for word in sorted(_SENT_WORDS, key=len, reverse=True))
-    + r")\s*\.?",
+    + r")\s*+\.?",
     re.IGNORECASE,
 )
 _SYSTEM_LINE = re.compile(
