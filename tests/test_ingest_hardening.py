@@ -99,13 +99,13 @@ def test_fifo_given_directly_is_refused_without_opening(tmp_path):
 def test_fifo_inside_a_folder_is_skipped_and_the_rest_parsed(tmp_path):
     folder = tmp_path / "exports"
     folder.mkdir()
-    os.mkfifo(folder / "WhatsApp Chat with Bob.txt")
+    os.mkfifo(folder / "pipe.txt")
     (folder / "WhatsApp Chat with Anna Verdi.txt").write_text(WHATSAPP, encoding="utf-8")
     result = run("senders", str(folder), cwd=tmp_path, timeout=30)
     assert result.returncode == 0, result.stderr
     assert "Anna Verdi" in result.stdout
     [line] = result.stderr.splitlines()
-    assert line.startswith("replica: skipped ") and "WhatsApp Chat with Bob.txt" in line and "not a regular" in line
+    assert line.startswith("replica: skipped ") and "pipe.txt" in line and "not a regular" in line
 
 
 # ---- limits per run ----------------------------------------------------------------------------------------
