@@ -254,6 +254,7 @@ def test_telegram_numeric_sender_is_read_as_text_through_senders_and_prepare(tmp
         ({"from": {"name": "Bob"}}, "'from'"),
         ({"from": ["Bob"]}, "'from'"),
         ({"media_type": ["sticker"]}, "'media_type'"),
+        ({"type": ["service"]}, "'type'"),
         ({"text": [["nested"]]}, "'text'"),
         ({"text_entities": "plain"}, "'text_entities'"),
         ({"date": None}, "'date'"),

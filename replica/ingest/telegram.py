@@ -138,7 +138,10 @@ def _chat_name(chat: dict) -> str:
 def _message(raw: dict, chat: str, zone: tzinfo | None, place: Place) -> Message:
     time = _time(raw, zone, place)
     text = _text(raw, place)
-    if raw.get("type") == "service":
+    kind = raw.get("type")
+    if kind is not None and not isinstance(kind, str):
+        raise place.error("type", f"is {type_name(kind)}, expected text")
+    if kind == "service":
         return Message(time, None, text, "system", "telegram", chat, actor=text_field(raw.get("actor"), "actor", place))
     media = _media(raw, place)
     kind = "media" if media is not None else "text"
