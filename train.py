@@ -11,6 +11,8 @@ from omegaconf import DictConfig
 from replica.config import check_overrides, expand_home_in_overrides
 from replica.errors import ReplicaInputError
 
+EXIT_INTERRUPTED = 130
+
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Prepare data, build/load the base, fit LoRA adapters, export the best adapter; return the run summary."""
@@ -21,13 +23,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from replica.training.run import optimized_value
+    from replica.training.run import INTERRUPTED, discard_unstarted_run, optimized_value
 
     try:
         summary = train(cfg)
     except ReplicaInputError as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
+        discard_unstarted_run(cfg.paths.output_dir)
+        print(f"train.py: error: {' '.join(str(err).split())}", file=sys.stderr)
         sys.exit(2)
+    except BaseException:
+        discard_unstarted_run(cfg.paths.output_dir)
+        raise
+    if summary["stop_reason"] == INTERRUPTED:
+        sys.exit(EXIT_INTERRUPTED)  # the run is finished and resumable; a sweep stops here
     return optimized_value(summary, cfg.get("optimized_metric"))
 
 

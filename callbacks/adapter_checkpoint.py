@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import OmegaConf
 
 from replica.run_dir import ADAPTER_META, FORMAT_VERSION
@@ -50,7 +53,8 @@ class AdapterCheckpoint(ModelCheckpoint):
     """ModelCheckpoint whose files hold only trainable weights + optimizer/scheduler/loop/data state.
 
     `last.ckpt` is refreshed every `last_every_n_steps` steps, at the end and on interruption; every new best
-    (by `monitor`) is also exported in PEFT format to `adapter_dir`.
+    (by `monitor`) is also exported in PEFT format to `adapter_dir`. The periodic `last.ckpt` never counts as
+    "already saved at this step", so a validation on the same step still writes the best checkpoint and export.
     """
 
     def __init__(self, adapter_dir: str, last_every_n_steps: int = 1, config: Any = None, **kwargs: Any) -> None:
@@ -61,6 +65,8 @@ class AdapterCheckpoint(ModelCheckpoint):
         self.last_every_n_steps = last_every_n_steps
         self.config = config
         self.exported_step: int | None = None
+        self.validated_step: int | None = None  # global step of the latest validation during fit
+        self.last_saved_step: int | None = None  # global step held by last.ckpt on disk
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = pl_module.trainable_state_dict()
@@ -68,21 +74,60 @@ class AdapterCheckpoint(ModelCheckpoint):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         step = trainer.global_step
-        if self.last_every_n_steps and step % self.last_every_n_steps == 0 and self._last_global_step_saved != step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self.last_every_n_steps and step % self.last_every_n_steps == 0 and self.last_saved_step != step:
+            self._save_last_only(trainer)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self.validated_step = trainer.global_step
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._last_global_step_saved != trainer.global_step or not self._last_checkpoint_saved:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-        if self.exported_step is None and trainer.is_global_zero:
-            self._export(trainer, pl_module)  # no validation ran: export what we have
+        if self.last_saved_step != trainer.global_step:
+            self._save_last_only(trainer)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """Ctrl-C or a crash: keep a resumable `last.ckpt` (never a misnamed "best" file)."""
+        if self.save_on_exception and not trainer.sanity_checking and self.last_saved_step != trainer.global_step:
+            self._save_last_only(trainer)
+
+    def _save_last_only(self, trainer: Trainer) -> None:
+        """Write last.ckpt without marking the step as saved for the best-checkpoint logic."""
+        saved_step = self._last_global_step_saved
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._last_global_step_saved = saved_step
+
+    def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Any]) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self.last_saved_step = trainer.global_step
 
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
         if filepath == self.best_model_path and trainer.is_global_zero:
-            self._export(trainer, trainer.lightning_module)
+            self.export(trainer, trainer.lightning_module)
 
-    def _export(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def consider_final(self, trainer: Trainer, pl_module: LightningModule, metrics: dict[str, float]) -> None:
+        """After a validation outside `fit` (e.g. after Ctrl-C): keep the final weights if they are the best."""
+        self.validated_step = trainer.global_step
+        score = metrics.get(self.monitor) if self.monitor else None
+        if score is None or not math.isfinite(score):
+            return
+        best = self.best_model_score
+        if best is not None and not (score < float(best) if self.mode == "min" else score > float(best)):
+            return
+        previous = self.best_model_path
+        self.best_model_score = torch.tensor(score)
+        candidates = {**self._monitor_candidates(trainer), self.monitor: self.best_model_score}
+        self.best_model_path = self.format_checkpoint_name(candidates)
+        if trainer.is_global_zero:
+            shutil.copyfile(self.last_model_path, self.best_model_path)  # last.ckpt holds exactly these weights
+            if previous and previous != self.best_model_path and Path(previous).is_file():
+                Path(previous).unlink()
+            self.export(trainer, pl_module)
+        self.best_k_models = {self.best_model_path: self.best_model_score}
+        self.kth_best_model_path = self.best_model_path
+
+    def export(self, trainer: Trainer, pl_module: LightningModule) -> None:
         score = self.best_model_score
         export_adapter(
             pl_module,
@@ -98,8 +143,9 @@ class AdapterCheckpoint(ModelCheckpoint):
         self.exported_step = trainer.global_step
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "exported_step": self.exported_step}
+        return {**super().state_dict(), "exported_step": self.exported_step, "validated_step": self.validated_step}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.exported_step = state_dict.get("exported_step")
+        self.validated_step = state_dict.get("validated_step")

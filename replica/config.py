@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from replica.errors import ReplicaInputError
 
@@ -166,7 +167,11 @@ CHOICES = {
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check every schema'd section's keys, types and choices; report all problems in one line."""
+    """Check every schema'd section's keys, types, choices and value ranges; report all problems in one line.
+
+    A single string where a list is expected (`data.exports=/path`, `data.me=Léa`) becomes a one-element list.
+    """
+    _listify_single_strings(cfg)
     problems: list[str] = []
     for section, schema in SCHEMAS.items():
         if section not in cfg:
@@ -177,6 +182,8 @@ def validate(cfg: DictConfig) -> None:
         if value is not None and value not in allowed:
             problems.append(f"{key}={value!r} is not one of {', '.join(allowed)}")
     problems += _range_problems(cfg)
+    problems += _value_problems(cfg)
+    problems += _missing_exports(cfg)
     if problems:
         raise ReplicaInputError("invalid config: " + "; ".join(problems))
 
@@ -205,6 +212,84 @@ def _range_problems(cfg: DictConfig) -> list[str]:
         except (TypeError, ValueError):
             continue
     return problems
+
+
+LIST_KEYS = ("data.exports", "data.me", "data.languages")
+
+
+def _listify_single_strings(cfg: DictConfig) -> None:
+    for key in LIST_KEYS:
+        section, _, leaf = key.rpartition(".")
+        node = cfg.get(section)
+        if isinstance(node, DictConfig) and isinstance(node.get(leaf), str):
+            node[leaf] = [node[leaf]]
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _devices(value: Any) -> bool:
+    if value == "auto" or (_int(value) and (value == -1 or value > 0)):
+        return True
+    if isinstance(value, str):
+        return bool(re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*)*,?", value)) or value.strip() == "-1"
+    return isinstance(value, Sequence) and len(value) > 0 and all(_int(v) and v >= 0 for v in value)
+
+
+_ABSENT = object()
+
+# (key, accepted?, what is accepted): checked only when the key is present in the composed config.
+VALUE_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("trainer.max_steps", lambda v: _int(v) and (v == -1 or v > 0), "-1 (no limit) or a positive integer"),
+    ("trainer.max_epochs", lambda v: v is None or (_int(v) and (v == -1 or v > 0)), "-1 (no limit) or a positive integer"),
+    ("trainer.devices", _devices, "a positive integer, -1 (all), auto, or a list of device ids"),
+    ("trainer.num_nodes", lambda v: _int(v) and v > 0, "a positive integer"),
+    ("trainer.accumulate_grad_batches", lambda v: _int(v) and v > 0, "a positive integer"),
+    ("trainer.val_check_interval", lambda v: (_int(v) and v > 0) or (_number(v) and 0 < v <= 1),
+     "a positive step count or a fraction of an epoch in (0, 1]"),
+    ("trainer.check_val_every_n_epoch", lambda v: v is None or (_int(v) and v > 0), "a positive integer or null"),
+    ("trainer.gradient_clip_val", lambda v: v is None or (_number(v) and v >= 0), "a number >= 0 or null"),
+    ("optimizer.lr", lambda v: _number(v) and v > 0, "a number > 0, e.g. 2e-4"),
+    ("optimizer.weight_decay", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("datamodule.batch_size", lambda v: _int(v) and v > 0, "a positive integer"),
+    ("datamodule.eval_batch_size", lambda v: _int(v) and v > 0, "a positive integer"),
+    ("lora.alpha", lambda v: _number(v) and v > 0, "a number > 0 (usually 2 x lora.r)"),
+    ("callbacks.model_checkpoint.last_every_n_steps", lambda v: _int(v) and v >= 0, "an integer >= 0 (0: only at the end)"),
+    ("callbacks.early_stopping.patience", lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    ("callbacks.stop_at.step", lambda v: _int(v) and v > 0, "a positive integer"),
+)
+
+
+def _value_problems(cfg: DictConfig) -> list[str]:
+    """Out-of-range or wrongly typed values of the trainer/optimizer/datamodule/callback keys."""
+    problems = []
+    for key, accepted, requirement in VALUE_RULES:
+        try:
+            value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=True)
+        except Exception:
+            continue
+        if value is _ABSENT:
+            continue
+        if isinstance(value, (DictConfig, ListConfig)):
+            value = OmegaConf.to_container(value, resolve=True)
+        if not accepted(value):
+            problems.append(f"{key}={value!r} must be {requirement}")
+    return problems
+
+
+def _missing_exports(cfg: DictConfig) -> list[str]:
+    exports = OmegaConf.select(cfg, "data.exports", default=None)
+    if not isinstance(exports, ListConfig):
+        return []
+    missing = [str(p) for p in exports if isinstance(p, str) and not Path(p).expanduser().exists()]
+    if not missing:
+        return []
+    return [f"data.exports: no such file or folder: {', '.join(missing)} (give your chat export files, folders or zips)"]
 
 
 def _check_section(prefix: str, schema: type, node: Any) -> list[str]:

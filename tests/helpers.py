@@ -14,7 +14,6 @@ FAST_OVERRIDES = [
     "trainer.max_steps=24",
     "trainer.val_check_interval=12",
     "trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
     "model.tiny.pretrain_steps=40",
     "callbacks.stop_sequence_eval.num_samples=8",
     "callbacks.stop_sequence_eval.max_new_tokens=16",

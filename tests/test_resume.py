@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,20 +45,44 @@ def test_mid_epoch_resume_matches_straight_run(tmp_path):
     assert resumed["initial_val_loss"] == pytest.approx(stopped["initial_val_loss"])
 
 
-def test_ckpt_path_auto_picks_the_newest_run_of_the_task(tmp_path):
-    from replica.training.run import resolve_ckpt_path
+def _fake_run(runs: Path, name: str, cfg, mtime: int) -> Path:
+    """A run folder as train.py leaves it: resume_key.json + a real (tiny) torch checkpoint."""
+    from replica.training.resume import write_resume_key
+
+    ckpt = runs / name / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "global_step": 3}, ckpt)
+    write_resume_key(runs / name, cfg)
+    os.utime(ckpt, (mtime, mtime))
+    return ckpt
+
+
+def test_ckpt_path_auto_picks_the_newest_run_that_fits(tmp_path):
+    from replica.training.resume import resolve_ckpt_path
     from tests.helpers import tiny_cfg
 
-    cfg = tiny_cfg(tmp_path, ["ckpt_path=auto"])
+    cfg = tiny_cfg(tmp_path, ["ckpt_path=auto", "lora.r=4"])
     assert resolve_ckpt_path(cfg) is None  # nothing to resume yet: start fresh
     runs = tmp_path / "logs" / cfg.task_name / "runs"
-    older = runs / "2026-01-01_10-00-00" / "checkpoints" / "last.ckpt"
-    newer = runs / "2026-01-02_10-00-00" / "checkpoints" / "last.ckpt"
-    for i, path in enumerate((older, newer)):
-        path.parent.mkdir(parents=True)
-        path.write_bytes(b"x")
-        os.utime(path, (1_000_000 + i, 1_000_000 + i))
-    assert resolve_ckpt_path(cfg) == str(newer)
+    _fake_run(runs, "2026-01-01_10-00-00", cfg, 1_000_000)
+    fitting = _fake_run(runs, "2026-01-02_10-00-00", cfg, 1_000_001)
+    _fake_run(runs, "2026-01-03_10-00-00", tiny_cfg(tmp_path, ["lora.r=8"]), 1_000_002)  # newer, other lora.r
+    damaged = _fake_run(runs, "2026-01-04_10-00-00", cfg, 1_000_003)
+    damaged.write_bytes(damaged.read_bytes()[:-40])  # newest, truncated
+    assert resolve_ckpt_path(cfg) == str(fitting)
+
+
+def test_ckpt_path_auto_refuses_runs_that_do_not_fit(tmp_path):
+    from replica.errors import ReplicaInputError
+    from replica.training.resume import resolve_ckpt_path
+    from tests.helpers import tiny_cfg
+
+    runs = tmp_path / "logs" / "train" / "runs"
+    _fake_run(runs, "2026-01-03_10-00-00", tiny_cfg(tmp_path, ["lora.r=8"]), 1_000_002)
+    with pytest.raises(ReplicaInputError) as err:
+        resolve_ckpt_path(tiny_cfg(tmp_path, ["ckpt_path=auto", "lora.r=4"]))
+    message = str(err.value)
+    assert "2026-01-03_10-00-00" in message and "lora.r=8 (this run: 4)" in message and "ckpt_path=null" in message
 
 
 def test_missing_ckpt_path_is_a_clear_error(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -16,6 +17,8 @@ from lightning import LightningModule
 from replica.training.base_model import disable_cpu_inference_repacking, load_base_model, new_token_ids, wrap_with_lora
 from replica.training.formatting import IGNORE_INDEX
 from replica.training.tokens import ensure_embedding_rows
+
+log = logging.getLogger(__name__)
 
 
 def capture_rng_states() -> dict[str, Any]:
@@ -93,6 +96,12 @@ class ReplicaModule(LightningModule):
             quantized=self.quant_cfg["mode"] != "none",
             gradient_checkpointing=self.gradient_checkpointing,
         )
+
+    def on_fit_start(self) -> None:
+        if self.trainer.is_global_zero:
+            trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+            total = sum(p.numel() for p in self.parameters())
+            log.info("training %s of %s parameters (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only the parameters being trained (LoRA matrices, new-token rows), keyed as in `state_dict()`."""

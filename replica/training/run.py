@@ -4,38 +4,32 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
 from lightning import Callback, Trainer, seed_everything
+from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.trainer.states import TrainerStatus
 from omegaconf import DictConfig
 
-from callbacks import AdapterCheckpoint, StopSequenceEval
+from callbacks import AdapterCheckpoint, StopAtStep, StopSequenceEval
 from replica.atomic import write_json
 from replica.config import validate
 from replica.errors import ReplicaInputError
 from replica.training.base_model import load_tokenizer, resolve_model_path, role_tokens
 from replica.training.module import ReplicaModule
+from replica.training.quiet import silence_third_party_notices
+from replica.training.resume import RESUME_KEY_FILE, resolve_ckpt_path, write_resume_key
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
-
-
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """`ckpt_path=auto`: the newest `last.ckpt` of this task's earlier runs (None if there is none)."""
-    ckpt = cfg.get("ckpt_path")
-    if ckpt in (None, ""):
-        return None
-    if ckpt == "auto":
-        runs = Path(cfg.paths.log_dir) / cfg.task_name
-        candidates = sorted(runs.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        candidates = [c for c in candidates if Path(cfg.paths.output_dir) not in c.parents]
-        return str(candidates[-1]) if candidates else None
-    if not Path(ckpt).is_file():
-        raise ReplicaInputError(f"ckpt_path={ckpt}: no such checkpoint file (use a run's checkpoints/last.ckpt or auto)")
-    return str(ckpt)
+INTERRUPTED = "interrupted (Ctrl-C)"
+# What a run folder holds before its first checkpoint: removed when the run fails before training.
+UNSTARTED_ENTRIES = (".hydra", "data_preview.jsonl", "csv", "stop_eval", "tensorboard", "wandb", "checkpoints", RESUME_KEY_FILE)
 
 
 def _instantiate_all(node: DictConfig | None) -> list[Any]:
@@ -71,13 +65,25 @@ def _one_console_log() -> None:
             logging.getLogger(name).propagate = True
 
 
+def shown_path(path: str | Path) -> str:
+    """`path` relative to the working folder when it lies inside it (copy-pastable), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def run_training(cfg: DictConfig) -> dict[str, Any]:
     _one_console_log()
+    silence_third_party_notices()
     validate(cfg)
-    seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = resolve_ckpt_path(cfg)
+    if _is_rank_zero():
+        print(f"run folder: {shown_path(output_dir)}", flush=True)
+    seed_everything(cfg.seed, workers=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
 
     datamodule = instantiate(cfg.datamodule, data=cfg.data)
     if _is_rank_zero():
@@ -89,24 +95,69 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg, base_path, tokenizer)
 
     callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks"))
-    for callback in callbacks:
-        if isinstance(callback, AdapterCheckpoint):
-            callback.config = cfg
+    checkpoint = next((c for c in callbacks if isinstance(c, AdapterCheckpoint)), None)
+    if checkpoint is None:
+        raise ReplicaInputError("callbacks.model_checkpoint is required (it saves last.ckpt and exports the adapter)")
+    checkpoint.config = cfg
     trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=_instantiate_all(cfg.get("logger")) or False)
 
     started = time.perf_counter()
-    initial: dict[str, float] = {}
     if ckpt_path is None and cfg.get("validate_before_training", True):
-        initial = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
-        module.initial_metrics = initial
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    summary = _summary(cfg, trainer, module, datamodule, time.perf_counter() - started, ckpt_path)
+        initial = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+        module.initial_metrics = {k: float(v) for k, v in initial.items()}
+    if trainer.is_global_zero:
+        write_resume_key(output_dir, cfg)
+    interrupted = _fit(trainer, module, datamodule, ckpt_path)
+    _validate_final_weights(trainer, module, datamodule, checkpoint, interrupted)
+    summary = _summary(trainer, module, datamodule, time.perf_counter() - started, ckpt_path, interrupted)
     if trainer.is_global_zero:
         write_json(output_dir / SUMMARY_FILE, summary)
+        print("\n".join(report_lines(summary, output_dir)), flush=True)
     return summary
 
 
-def _summary(cfg, trainer: Trainer, module: ReplicaModule, datamodule, seconds: float, resumed_from: str | None) -> dict:
+def _fit(trainer: Trainer, module: ReplicaModule, datamodule, ckpt_path: str | None) -> bool:
+    """`trainer.fit`; True when Ctrl-C ended it (Lightning saved last.ckpt and would exit: the run is finished instead)."""
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SystemExit:
+        if trainer.state.status != TrainerStatus.INTERRUPTED or trainer.world_size > 1:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores further Ctrl-C
+        return True
+    return False
+
+
+def _validate_final_weights(trainer: Trainer, module, datamodule, checkpoint: AdapterCheckpoint, interrupted: bool) -> None:
+    """Validate the final weights unless the last validation saw them; export the adapter if it is the best."""
+    if checkpoint.validated_step != trainer.global_step and trainer.global_step > 0:
+        if interrupted:
+            print(f"interrupted at step {trainer.global_step}: validating the final weights (Ctrl-C again to skip)", flush=True)
+        try:
+            metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+            checkpoint.consider_final(trainer, module, {k: float(v) for k, v in metrics.items()})
+        except (KeyboardInterrupt, SystemExit):
+            if not interrupted:
+                raise
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    if checkpoint.exported_step is None and trainer.is_global_zero:
+        checkpoint.export(trainer, module)  # nothing better was validated: the adapter holds the final weights
+
+
+def stop_reason(trainer: Trainer, interrupted: bool) -> str:
+    if interrupted:
+        return INTERRUPTED
+    for callback in trainer.callbacks:
+        if isinstance(callback, EarlyStopping) and callback.wait_count >= max(callback.patience, 1):
+            return "early stopping"
+        if isinstance(callback, StopAtStep) and trainer.global_step >= callback.step:
+            return f"callbacks.stop_at (step {callback.step})"
+    if trainer.max_steps and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+        return f"trainer.max_steps={trainer.max_steps}"
+    return f"trainer.max_epochs={trainer.max_epochs}"
+
+
+def _summary(trainer: Trainer, module: ReplicaModule, datamodule, seconds: float, resumed_from: str | None, interrupted: bool) -> dict:
     checkpoint = next(c for c in trainer.callbacks if isinstance(c, AdapterCheckpoint))
     stops = next((c for c in trainer.callbacks if isinstance(c, StopSequenceEval)), None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
@@ -122,8 +173,10 @@ def _summary(cfg, trainer: Trainer, module: ReplicaModule, datamodule, seconds: 
         "length_ratio": stops.last.get("length_ratio") if stops else None,
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
+        "stop_reason": stop_reason(trainer, interrupted),
         "train_seconds": round(seconds, 1),
         "adapter_dir": str(Path(checkpoint.adapter_dir).resolve()),
+        "adapter_step": checkpoint.exported_step,
         "best_checkpoint": checkpoint.best_model_path or None,
         "last_checkpoint": str(Path(checkpoint.dirpath) / "last.ckpt"),
         "resumed_from": resumed_from,
@@ -131,6 +184,38 @@ def _summary(cfg, trainer: Trainer, module: ReplicaModule, datamodule, seconds: 
         "dropped_examples": datamodule.dropped,
         "base_model": module.base_path,
     }
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def report_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
+    """The short end-of-run report: where the run is, what it achieved, what to run next."""
+    run = shown_path(run_dir)
+    lines = [
+        f"run folder: {run}",
+        f"  stopped by {summary['stop_reason']} at step {summary['global_step']}",
+        f"  val loss {_number(summary['initial_val_loss'], 3)} -> {_number(summary['best_val_loss'], 3)} (best), "
+        f"clean-stop rate {_number(summary['initial_clean_stop_rate'], 2)} -> {_number(summary['clean_stop_rate'], 2)}",
+        f"  adapter: {shown_path(summary['adapter_dir'])} (step {summary['adapter_step']})",
+    ]
+    if summary["stop_reason"] == INTERRUPTED:
+        lines.append(f"  resume: python train.py ckpt_path={shown_path(summary['last_checkpoint'])}")
+    lines.append(f"  next: python evaluate.py run_dir={run}")
+    return lines
+
+
+def discard_unstarted_run(run_dir: str | Path) -> None:
+    """Remove a run folder that holds no checkpoint yet (its known entries only, then the folder if empty)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not _is_rank_zero() or any((run_dir / "checkpoints").glob("*.ckpt")):
+        return
+    for entry in run_dir.iterdir():
+        if entry.name in UNSTARTED_ENTRIES or entry.suffix == ".log":
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    if not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def optimized_value(summary: dict[str, Any], metric: str | None) -> float | None:

@@ -1,0 +1,171 @@
+"""A run stops anywhere cleanly, never skips its best adapter, says where it is, and refuses bad input in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import FAST_OVERRIDES, assert_one_line_error, train_tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+SHRINK = [o for o in FAST_OVERRIDES if not o.startswith(("trainer=", "trainer.max_steps"))]
+NOTICES = ("kernels-community", "FutureWarning", "💡 Tip", "Total FLOPs", "Paged optimizers are not supported")
+
+
+def run_train(args: list[str], tmp_path: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def paths(tmp_path: Path) -> list[str]:
+    return [f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"]
+
+
+def run_dirs(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "logs" / "train" / "runs").glob("*"))
+
+
+def adapter_meta(run_dir: Path) -> dict:
+    return json.loads((run_dir / "adapter" / "replica.json").read_text())
+
+
+# ---- stop anywhere --------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_max_steps_before_the_first_validation_finishes_the_run(tmp_path):
+    result = run_train(["trainer=cpu", *SHRINK, "trainer.max_steps=5", *paths(tmp_path)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run_dir] = run_dirs(tmp_path)
+    shown = f"run folder: {run_dir.relative_to(tmp_path)}"
+    lines = result.stdout.splitlines()
+    assert lines[0] == shown and shown in lines[-6:]  # printed at the start and again in the final report
+    assert f"next: python evaluate.py run_dir={run_dir.relative_to(tmp_path)}" in result.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["global_step"] == 5 and summary["stop_reason"] == "trainer.max_steps=5"
+    assert summary["final_val_loss"] is not None and summary["clean_stop_rate"] is not None  # step 5 was validated
+    assert adapter_meta(run_dir)["global_step"] == 5 and adapter_meta(run_dir)["best_score"] is not None
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    for notice in NOTICES:
+        assert notice not in result.stdout + result.stderr, notice
+
+
+@pytest.mark.slow
+def test_best_adapter_is_exported_when_a_validation_lands_on_a_last_ckpt_step(tmp_path):
+    schedule = ["trainer.max_steps=20", "trainer.val_check_interval=20", "callbacks.model_checkpoint.last_every_n_steps=10",
+                "validate_before_training=false"]
+    summary, run_dir = train_tiny(tmp_path, schedule)
+    assert summary["best_checkpoint"].endswith("best-step000020.ckpt") and Path(summary["best_checkpoint"]).is_file()
+    meta = adapter_meta(run_dir)
+    assert meta["global_step"] == 20 and meta["best_score"] == pytest.approx(summary["best_val_loss"])
+
+
+@pytest.mark.slow
+def test_best_adapter_is_exported_when_an_epoch_of_25_steps_ends_on_the_default_last_ckpt_step(tmp_path):
+    epoch_of_25 = ["trainer.max_steps=-1", "trainer.max_epochs=1", "trainer.val_check_interval=1.0",
+                   "+trainer.limit_train_batches=25", "validate_before_training=false"]
+    summary, run_dir = train_tiny(tmp_path, epoch_of_25)
+    assert summary["global_step"] == 25
+    assert summary["best_checkpoint"].endswith("best-step000025.ckpt") and Path(summary["best_checkpoint"]).is_file()
+    assert adapter_meta(run_dir)["global_step"] == 25 and adapter_meta(run_dir)["best_score"] is not None
+
+
+@pytest.mark.slow
+def test_early_stopping_ends_a_run_with_its_best_adapter(tmp_path):
+    never_better = ["trainer.max_steps=40", "trainer.val_check_interval=2", "callbacks.early_stopping.patience=1",
+                    "callbacks.early_stopping.min_delta=100", "validate_before_training=false"]
+    summary, run_dir = train_tiny(tmp_path, never_better)
+    assert summary["stop_reason"] == "early stopping" and summary["global_step"] == 4
+    assert adapter_meta(run_dir)["global_step"] == 2  # the first validation stayed the best by min_delta's rule
+    assert (run_dir / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_the_run_and_exits_130(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["trainer=cpu", *SHRINK, "trainer.max_steps=400", "trainer.val_check_interval=300",
+            "callbacks.model_checkpoint.last_every_n_steps=3", "validate_before_training=false", *paths(tmp_path)]
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not list((tmp_path / "logs").glob("train/runs/*/checkpoints/last.ckpt")):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+            time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=600)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err[-3000:]
+    [run_dir] = run_dirs(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stop_reason"] == "interrupted (Ctrl-C)" and 3 <= summary["global_step"] < 400
+    assert summary["final_val_loss"] is not None  # the final weights were validated after the interruption
+    assert adapter_meta(run_dir)["global_step"] == summary["global_step"]
+    assert "resume: python train.py ckpt_path=" in out and "Traceback" not in err
+
+
+# ---- ckpt_path=auto --------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_ckpt_path_auto_refuses_a_run_of_another_lora_rank(tmp_path):
+    _, run_a = train_tiny(tmp_path, ["lora.r=4", "trainer.max_steps=2", "validate_before_training=false", "logger=tensorboard"],
+                          shared_data=tmp_path / "data")
+    run_a = run_a.rename(tmp_path / "logs" / "train" / "runs" / "2026-01-01_10-00-00")
+    assert list((run_a / "tensorboard").rglob("events.out.tfevents.*")), "logger=tensorboard wrote no event file"
+    result = run_train(["trainer=cpu", *SHRINK, "ckpt_path=auto", "lora.r=8", *paths(tmp_path)], tmp_path, timeout=300)
+    assert_one_line_error(result, "train.py: error: ckpt_path=auto", "2026-01-01_10-00-00", "lora.r=4 (this run: 8)")
+    assert run_dirs(tmp_path) == [run_a]  # the refused run left no folder behind
+
+
+# ---- one line, exit 2 -----------------------------------------------------------------------------------------
+def test_out_of_range_values_are_all_reported_in_one_line(tmp_path):
+    bad = ["trainer.max_steps=-5", "trainer.devices=0", "optimizer.lr=-1", "datamodule.batch_size=0", "lora.alpha=-1"]
+    result = run_train([*bad, *paths(tmp_path)], tmp_path, timeout=300)
+    assert_one_line_error(result, "train.py: error: invalid config", *(key.split("=")[0] for key in bad))
+    assert run_dirs(tmp_path) == []  # a run failing before training leaves no run folder
+
+
+def test_a_missing_export_path_is_one_line(tmp_path):
+    result = run_train([f"data.exports=[{tmp_path / 'nope'}]", *paths(tmp_path)], tmp_path, timeout=300)
+    assert_one_line_error(result, "train.py: error: invalid config", "data.exports", str(tmp_path / "nope"))
+    assert run_dirs(tmp_path) == []
+
+
+def test_a_single_export_path_string_is_a_one_element_list(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "replica.cli", "prepare", f"data.exports={ROOT / 'examples' / 'exports'}",
+         f"data.dataset_dir={tmp_path / 'dataset'}", f"paths.data_dir={tmp_path}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert list((tmp_path / "dataset").rglob("train.jsonl"))
+
+
+def _checkpoint(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {"w": torch.arange(4096, dtype=torch.float32)}, "global_step": 3}, path)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte"])
+def test_a_damaged_last_ckpt_is_one_line(tmp_path, damage):
+    ckpt = _checkpoint(tmp_path / "old" / "checkpoints" / "last.ckpt")
+    data = bytearray(ckpt.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF  # inside the weights: only the checksum notices
+    ckpt.write_bytes(bytes(data))
+    result = run_train([f"ckpt_path={ckpt}", *paths(tmp_path)], tmp_path, timeout=300)
+    assert_one_line_error(result, "train.py: error: ckpt_path=", str(ckpt), "corrupt", "ckpt_path=null")
+    assert run_dirs(tmp_path) == []
