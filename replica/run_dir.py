@@ -42,6 +42,13 @@ def inspect_run(run_dir: str | Path) -> RunInfo:
             f"{run_dir}: incomplete run, {ADAPTER_DIR}/ lacks {', '.join(missing)} "
             "(training did not reach its first validation? resume it with ckpt_path=<run>/checkpoints/last.ckpt)"
         )
+    damaged = adapter_problems(adapter_dir)
+    if damaged:
+        raise ReplicaInputError(
+            f"damaged run: {'; '.join(damaged)}; re-export the adapter by resuming training "
+            "(python train.py ckpt_path=<run>/checkpoints/last.ckpt) or retrain",
+            path=str(adapter_dir),
+        )
     try:
         meta = json.loads((adapter_dir / ADAPTER_META).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -53,3 +60,38 @@ def inspect_run(run_dir: str | Path) -> RunInfo:
             f"{__version__} with run format {FORMAT_VERSION}); retrain or use the matching replica version"
         )
     return RunInfo(run_dir, adapter_dir, meta)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")  # any one, plus tokenizer_config.json
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def adapter_problems(adapter_dir: Path) -> list[str]:
+    """What is wrong with an exported adapter folder's files (truncated weights, bad JSON, missing tokenizer)."""
+    from safetensors import safe_open
+
+    problems = []
+    config = _json_object(adapter_dir / "adapter_config.json")
+    if config is None or not isinstance(config.get("peft_type"), str) or not isinstance(config.get("r"), int):
+        problems.append("adapter_config.json is not a PEFT adapter config (invalid JSON or no peft_type/r)")
+    try:
+        with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="np") as weights:
+            if not list(weights.keys()):
+                problems.append("adapter_model.safetensors holds no tensors")
+    except Exception as err:  # SafetensorError (truncated, bad header) or OSError
+        problems.append(f"adapter_model.safetensors is truncated or corrupt ({' '.join(str(err).split())[:120]})")
+    if _json_object(adapter_dir / "tokenizer_config.json") is None:
+        problems.append("tokenizer_config.json is missing or not valid JSON")
+    present = [name for name in TOKENIZER_FILES if (adapter_dir / name).is_file()]
+    if not present:
+        problems.append(f"the tokenizer files are missing (one of {', '.join(TOKENIZER_FILES)})")
+    elif present[0].endswith(".json") and _json_object(adapter_dir / present[0]) is None:
+        problems.append(f"{present[0]} is not valid JSON")
+    return problems

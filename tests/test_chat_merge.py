@@ -202,3 +202,47 @@ def test_merge_refuses_non_empty_out_without_force(run_dir, tmp_path):
     assert_one_line_error(forced, "replica: error: ", "config.json")
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+# ---- damaged run folders: one line, exit 2, for every command that reads a run ---------------------------------
+def _truncate_weights(adapter: Path) -> None:
+    weights = adapter / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def _break_adapter_config(adapter: Path) -> None:
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 8,', encoding="utf-8")
+
+
+def _remove_tokenizer(adapter: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (adapter / name).unlink()
+
+
+DAMAGES = {
+    "truncated adapter": (_truncate_weights, "adapter_model.safetensors"),
+    "bad adapter_config.json": (_break_adapter_config, "adapter_config.json"),
+    "missing tokenizer files": (_remove_tokenizer, "tokenizer"),
+}
+COMMANDS = {
+    "evaluate": ("evaluate.py: error:", lambda run, tmp: [sys.executable, str(ROOT / "evaluate.py"), f"run_dir={run}"]),
+    "chat": ("replica: error:", lambda run, tmp: [sys.executable, "-m", "replica.cli", "chat", str(run), "--once", "ciao"]),
+    "merge": ("replica: error:", lambda run, tmp: [sys.executable, "-m", "replica.cli", "merge", str(run), "--out", str(tmp / "merged")]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", DAMAGES)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_damaged_run_is_one_line_error(run_dir, tmp_path, damage, command):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    harm, named_file = DAMAGES[damage]
+    harm(copy / "adapter")
+    prefix, argv = COMMANDS[command]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(argv(copy, tmp_path), capture_output=True, text=True, cwd=tmp_path, env=env, timeout=CLI_TIMEOUT)
+    assert_one_line_error(result, prefix, "damaged run", named_file, "ckpt_path=")
+    assert not (tmp_path / "merged").exists()

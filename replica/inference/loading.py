@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from replica.errors import ReplicaInputError
-from replica.run_dir import inspect_run
+from replica.run_dir import RunInfo, inspect_run
 
 
 def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True):
@@ -19,7 +19,10 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True
 
     info = inspect_run(run_dir)
     cfg = info.config
-    tokenizer = AutoTokenizer.from_pretrained(info.adapter_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(info.adapter_dir)
+    except Exception as err:  # a tokenizer file that parses but does not load
+        raise _damaged(info, "the tokenizer", err) from None
     base_path = info.meta["base_model"]
     if not Path(base_path).exists() and cfg["model"].get("tiny"):
         raise ReplicaInputError(f"{base_path}: the run's tiny base model is gone from the cache; rerun train.py to rebuild it")
@@ -27,7 +30,19 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True
     base = load_base_model(base_path, cfg["model"], quant, device)
     ensure_embedding_rows(base, tokenizer)
     base.config.pad_token_id = tokenizer.pad_token_id
-    model = PeftModel.from_pretrained(base, info.adapter_dir)
+    try:
+        model = PeftModel.from_pretrained(base, info.adapter_dir)
+    except Exception as err:  # e.g. adapter_config.json edited to another rank: size mismatch
+        raise _damaged(info, "the adapter", err) from None
     model.eval()
     formatter = ChatFormatter(tokenizer, info.meta["format"], RoleTokens(**info.meta["role_tokens"]), info.meta["max_length"])
     return model, formatter, info
+
+
+def _damaged(info: RunInfo, what: str, err: Exception) -> ReplicaInputError:
+    first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    return ReplicaInputError(
+        f"damaged run: {what} does not load ({first[:160]}); re-export the adapter by resuming training "
+        "(python train.py ckpt_path=<run>/checkpoints/last.ckpt) or retrain",
+        path=str(info.adapter_dir),
+    )
