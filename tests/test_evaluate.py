@@ -245,3 +245,15 @@ def test_leak_secrets_without_exports_on_disk_gives_a_note(tmp_path):
 
 def test_json_safe_turns_nan_into_null():
     assert json_safe({"a": math.nan, "b": [math.inf, 1.5], "c": {"d": 2}}) == {"a": None, "b": [None, 1.5], "c": {"d": 2}}
+
+
+def test_a_damaged_training_log_costs_only_the_loss_plot(tmp_path):
+    from replica.evaluation.report import read_loss_curves
+
+    log = tmp_path / "metrics.csv"
+    log.write_text("step,train/loss,val/loss\n1,2.5,\n2,x%!,3.0\nnan-step,1.5,\n", encoding="utf-8")
+    steps, values = read_loss_curves(log)["train/loss"]
+    assert values == [2.5, 1.5] and steps == [1.0, 2.0]
+    assert read_loss_curves(log)["val/loss"] == ([2.0], [3.0])
+    log.write_bytes(b"\xff\xfe\x00garbage\x81")
+    assert read_loss_curves(log) == {}

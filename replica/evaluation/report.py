@@ -262,7 +262,10 @@ def plot_lengths(replies: Mapping[str, Sequence[str]], path: Path) -> bool:
 
 
 def read_loss_curves(loss_csv: Path) -> dict[str, tuple[list[float], list[float]]]:
-    """(steps, values) of every column with "loss" in its name in a Lightning CSVLogger metrics.csv."""
+    """(steps, values) of every column with "loss" in its name in a Lightning CSVLogger metrics.csv.
+
+    A damaged log only costs the plot: unreadable files give no curves, unparseable cells are skipped.
+    """
     try:
         with open(loss_csv, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
@@ -270,15 +273,25 @@ def read_loss_curves(loss_csv: Path) -> dict[str, tuple[list[float], list[float]
         raise ReplicaInputError(
             "training log not found; pass the metrics.csv written by the run", path=str(loss_csv)
         ) from None
+    except (UnicodeDecodeError, csv.Error):
+        return {}
     curves: dict[str, tuple[list[float], list[float]]] = {}
     for index, row in enumerate(rows):
-        step = float(row["step"]) if row.get("step") else float(index)
+        step = _number(row.get("step"), float(index))
         for column, value in row.items():
-            if column and "loss" in column and value not in (None, ""):
+            number = _number(value, None) if isinstance(column, str) and "loss" in column else None
+            if number is not None:
                 steps, values = curves.setdefault(column, ([], []))
                 steps.append(step)
-                values.append(float(value))
+                values.append(number)
     return curves
+
+
+def _number(text: object, default: float | None) -> float | None:
+    try:
+        return float(text) if isinstance(text, str) and text else default
+    except ValueError:
+        return default
 
 
 def plot_loss(loss_csv: Path, path: Path) -> bool:
