@@ -119,10 +119,13 @@ class AdapterCheckpoint(ModelCheckpoint):
         self.best_model_score = torch.tensor(score)
         candidates = {**self._monitor_candidates(trainer), self.monitor: self.best_model_score}
         self.best_model_path = self.format_checkpoint_name(candidates)
+        if not (self.last_model_path and Path(self.last_model_path).is_file()):
+            self.best_model_path = ""  # no last.ckpt of these weights to keep as the best checkpoint
         if trainer.is_global_zero:
-            shutil.copyfile(self.last_model_path, self.best_model_path)  # last.ckpt holds exactly these weights
-            if previous and previous != self.best_model_path and Path(previous).is_file():
-                Path(previous).unlink()
+            if self.best_model_path:
+                shutil.copyfile(self.last_model_path, self.best_model_path)  # last.ckpt holds exactly these weights
+                if previous and previous != self.best_model_path and Path(previous).is_file():
+                    Path(previous).unlink()
             self.export(trainer, pl_module)
         self.best_k_models = {self.best_model_path: self.best_model_score}
         self.kth_best_model_path = self.best_model_path
