@@ -24,15 +24,23 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
             continue
         row: dict[str, Any] = {"job": job.name}
         row.update(dict(o.split("=", 1) for o in OmegaConf.load(overrides_file) if "=" in o))
-        summary_file = job / "summary.json"
-        if summary_file.exists():
-            summary = json.loads(summary_file.read_text())
+        summary = _read_summary(job / "summary.json")
+        if summary is not None:
             row.update({k: v for k, v in summary.items() if isinstance(v, SCALARS)})
             row["status"] = "done"
         else:
             row["status"] = "failed"
         rows.append(row)
     return rows
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    """A job's summary.json, None when the job wrote none (failed) or it is unreadable."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
 
 
 def write_sweep_summary(sweep_dir: Path) -> Path | None:

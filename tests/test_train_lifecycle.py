@@ -169,3 +169,14 @@ def test_a_damaged_last_ckpt_is_one_line(tmp_path, damage):
     result = run_train([f"ckpt_path={ckpt}", *paths(tmp_path)], tmp_path, timeout=300)
     assert_one_line_error(result, "train.py: error: ckpt_path=", str(ckpt), "corrupt", "ckpt_path=null")
     assert run_dirs(tmp_path) == []
+
+
+def test_a_sweep_job_with_a_truncated_summary_counts_as_failed(tmp_path):
+    from replica.sweep import write_sweep_summary
+
+    for job, summary in (("0", '{"global_step": 3, "best_val_loss": 1.5}'), ("1", '{"global_step": 3, "best_')):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / ".hydra" / "overrides.yaml").write_text(f"- lora.r={4 * (int(job) + 1)}\n")
+        (tmp_path / job / "summary.json").write_text(summary)
+    rows = (write_sweep_summary(tmp_path)).read_text().splitlines()
+    assert rows[1].startswith("0,4,3,1.5,done") and rows[2].startswith("1,8,") and rows[2].endswith("failed")
