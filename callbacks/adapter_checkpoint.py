@@ -88,7 +88,8 @@ class AdapterCheckpoint(ModelCheckpoint):
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """Ctrl-C or a crash: keep a resumable `last.ckpt` (never a misnamed "best" file)."""
-        if self.save_on_exception and not trainer.sanity_checking and self.last_saved_step != trainer.global_step:
+        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+        if self.save_on_exception and fitting and self.last_saved_step != trainer.global_step:
             self._save_last_only(trainer)
 
     def _save_last_only(self, trainer: Trainer) -> None:
