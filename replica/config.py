@@ -289,6 +289,9 @@ def _missing_exports(cfg: DictConfig) -> list[str]:
     missing = [str(p) for p in exports if isinstance(p, str) and not Path(p).expanduser().exists()]
     if not missing:
         return []
+    from replica.privacy import display_path  # export names carry contacts' names
+
+    missing = [display_path(p) for p in missing]
     return [f"data.exports: no such file or folder: {', '.join(missing)} (give your chat export files, folders or zips)"]
 
 

@@ -138,7 +138,7 @@ def test_out_of_range_values_are_all_reported_in_one_line(tmp_path):
 
 def test_a_missing_export_path_is_one_line(tmp_path):
     result = run_train([f"data.exports=[{tmp_path / 'nope'}]", *paths(tmp_path)], tmp_path, timeout=300)
-    assert_one_line_error(result, "train.py: error: invalid config", "data.exports", str(tmp_path / "nope"))
+    assert_one_line_error(result, "train.py: error: invalid config", "data.exports", "nope", "no such file")
     assert run_dirs(tmp_path) == []
 
 
