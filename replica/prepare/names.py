@@ -63,6 +63,12 @@ def common_words(language: str) -> frozenset[str]:
         return frozenset()
 
 
+@cache
+def everyday_words(languages: tuple[str, ...]) -> frozenset[str]:
+    """The everyday words of any of `languages`."""
+    return frozenset().union(*map(common_words, languages))
+
+
 @dataclass(frozen=True, slots=True)
 class NameHit:
     start: int  # span in the original text
@@ -81,6 +87,9 @@ class NameIndex:
             for token in name_tokens(name):
                 if token not in own:
                     self.people.setdefault(token, set()).add(person)
+        # A quick test run on every message: does any token occur at all? (one C-level scan, no word list)
+        alternation = "|".join(map(re.escape, sorted(self.people, key=len, reverse=True)))
+        self._probe = re.compile(rf"(?<![^\W\d_])(?:{alternation})(?![^\W\d_])") if self.people else None
 
     def __bool__(self) -> bool:
         return bool(self.people)
@@ -90,11 +99,11 @@ class NameIndex:
 
     def find(self, text: str, languages: Iterable[str] = ()) -> list[NameHit]:
         """Where contact names are written in `text`; adjacent tokens of one person form one hit."""
-        quick = fold(text)
-        if self.people.keys().isdisjoint(_LETTERS.findall(quick)):
+        quick = text.lower() if text.isascii() else fold(text)
+        if self._probe is None or self._probe.search(quick) is None:
             return []
         folded, origin = fold_with_offsets(text)
-        everyday = frozenset().union(*map(common_words, languages))
+        everyday = everyday_words(tuple(languages))
         tokens = [
             (match.start(), match.end(), match.group())
             for match in _LETTERS.finditer(folded)
