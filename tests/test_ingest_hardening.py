@@ -162,6 +162,18 @@ def test_message_limit_stops_the_run_naming_the_key(tmp_path, capsys):
     assert code == 0 and len(out.splitlines()) == 70
 
 
+def test_huge_text_file_passes_the_message_limit_on_its_first_lines(tmp_path, capsys):
+    one_line = tmp_path / "one_line.txt"
+    one_line.write_text(WHATSAPP * 100, encoding="utf-8")  # 7,000 one-line messages
+    code, out, err = cli(capsys, "parse", "--max-messages", "100", str(one_line))
+    assert (code, out) == (2, "")
+    one_error_line(err, "one_line.txt", "more than 100 messages")
+    multi_line = tmp_path / "multi_line.txt"  # 70 messages of three lines: more lines than the limit, not messages
+    multi_line.write_text(WHATSAPP.replace("\n", "\nsecond line\nthird line\n"), encoding="utf-8")
+    code, out, _ = cli(capsys, "parse", "--max-messages", "70", str(multi_line))
+    assert code == 0 and [json.loads(row)["text"].count("\n") for row in out.splitlines()] == [2] * 70
+
+
 def test_limits_are_data_config_keys_checked_up_front(tmp_path):
     result = run("prepare", f"data.exports=[{tmp_path}]", "data.max_messages=0", f"data.dataset_dir={tmp_path / 'd'}",
                  cwd=tmp_path)

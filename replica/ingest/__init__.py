@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 from replica.errors import ReplicaInputError
@@ -107,9 +108,10 @@ def _load_one(name: str, data: bytes, date_order: str, result: LoadResult, budge
         else:
             raise ReplicaInputError(f"JSON of an unknown layout; pass {SUPPORTED}", path=name)
     elif looks_like_signal(text, name):
-        _add(result, name, *parse_signal(text, source=name))
+        _add(result, name, *budget.parse_text(text, name, partial(parse_signal, source=name), lambda r: len(r[0])))
     elif looks_like_whatsapp(text):
-        result.messages.extend(parse_whatsapp(text, source=name, chat=whatsapp_chat_name(name), date_order=date_order))
+        parse = partial(parse_whatsapp, source=name, chat=whatsapp_chat_name(name), date_order=date_order)
+        result.messages.extend(budget.parse_text(text, name, parse, len))
         result.files.append(name)
     elif head.startswith(("<!doctype html", "<html")):
         raise ReplicaInputError(

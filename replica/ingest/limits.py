@@ -6,9 +6,11 @@ that `replica parse` stays light).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 from replica.errors import ReplicaInputError
 
@@ -17,6 +19,7 @@ MIB = 1024 * 1024
 # Objects + lists a JSON export may spend per message before it is refused unread (Telegram and Messenger spend 1-6);
 # this bounds the memory a small file of `[],[],[],...` could take once parsed.
 JSON_CONTAINERS_PER_MESSAGE = 8
+Parsed = TypeVar("Parsed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,22 @@ class Budget:
                 "--max-messages)",
                 path=name,
             )
+
+    def parse_text(self, text: str, name: str, parse: Callable[[str], Parsed], count: Callable[[Parsed], int]) -> Parsed:
+        """`parse(text)`; when the text has more lines than messages may still come, its first lines alone are parsed
+        first, so that a huge file passes the message limit with memory bounded by the limit, not by the file."""
+        room = self.limits.max_messages - self.messages
+        if text.count("\n") > room:
+            end = -1
+            for _ in range(room + 1):
+                end = text.find("\n", end + 1)
+            try:
+                head = count(parse(text[: end + 1]))
+            except ReplicaInputError:
+                head = 0  # the cut made the head unreadable: the whole file decides
+            if head > room:
+                self.add_messages(head, name)
+        return parse(text)
 
     def add_messages(self, count: int, name: str) -> None:
         self.messages += count
