@@ -80,7 +80,8 @@ _MIN_HEADER_SHARE = 0.1  # of those (non-empty) lines, at least this share must 
 
 # ---- message bodies ----------------------------------------------------------------------------------------
 MEDIA_PLACEHOLDERS = _LOCALE.media_omitted  # whole first line, lowercased, marks and a final "." removed
-DELETED = frozenset(phrase.lower().rstrip(".") for phrase in _LOCALE.words("deleted"))
+_FINAL_DOTS = ".。"  # a deleted notice may end in either
+DELETED = frozenset(phrase.lower().rstrip(_FINAL_DOTS) for phrase in _LOCALE.words("deleted"))
 # File name -> media type: extension first, then the WhatsApp file-name tag.
 EXTENSION_MEDIA: dict[str, str] = {
     **dict.fromkeys(("jpg", "jpeg", "png", "heic", "bmp"), "image"),
@@ -334,7 +335,7 @@ def _classify(time: datetime, sender: str, body: str, ios: bool, chat: str) -> M
     first, _, more = body.partition("\n")
     head = first.lstrip(_MARKS).rstrip() if first[:1] in _MARKS or first[-1:] == " " else first
     if len(head) < 50:
-        key = head.lower().rstrip(".")
+        key = head.lower().rstrip(_FINAL_DOTS)
         media = MEDIA_PLACEHOLDERS.get(key)
         if media:
             return Message(time, sender, more.strip(), "media", "whatsapp", chat, edited, media=media)
