@@ -41,14 +41,15 @@ def _clock_key(word: str) -> str:
 
 _AM_KEYS = frozenset(_clock_key(word) for word in _LOCALE.words("am"))
 _PM_KEYS = frozenset(_clock_key(word) for word in _LOCALE.words("pm"))
+_CLOCK_KEYS = _AM_KEYS | _PM_KEYS | {_clock_key(word) for word in _LOCALE.words("time_suffix")}
 
 # ---- header families -------------------------------------------------------------------------------------
 _M = f"[{_MARKS}]*"
 _S = f"[{_SPACES}]"
-_CLOCK_INITIALS = "".join(sorted({c for key in _AM_KEYS | _PM_KEYS for c in (key[0].lower(), key[0].upper())}))
+_CLOCK_INITIALS = "".join(sorted({c for key in _CLOCK_KEYS for c in (key[0].lower(), key[0].upper())}))
 _CLOCK_WORD = f"(?=[{re.escape(_CLOCK_INITIALS)}])(?i:" + "|".join(
     rf"\.?{_S}?".join(re.escape(char) for char in key) + r"\.?"
-    for key in sorted(_AM_KEYS | _PM_KEYS, key=len, reverse=True)
+    for key in sorted(_CLOCK_KEYS, key=len, reverse=True)
 ) + ")"
 _DATE = rf"(?P<date>\d{{1,4}}[/.\-]{_S}?\d{{1,2}}[/.\-]{_S}?\d{{1,4}})\.?"
 _SPACED_DATE = rf"(?P<date>\d{{1,4}}\.{_S}\d{{1,2}}\.{_S}\d{{1,4}})\.?"  # '13. 6. 2018.'
@@ -250,12 +251,13 @@ def _line_of(text: str, matches: list[re.Match], raw_date: str) -> int:
     return text.count("\n", 0, first.start()) + 1
 
 
-def _is_pm(word: str, cache: dict[str, bool] = {}) -> bool:  # noqa: B006 - a deliberate per-process cache
-    """True for an after-noon clock word in any language ('PM', 'p. m.', 'م', '午後', '오후')."""
-    known = cache.get(word)
-    if known is None:
-        known = cache[word] = _clock_key(word) in _PM_KEYS
-    return known
+def _hour_24(hour: int, word: str, cache: dict[str, int | None] = {}) -> int:  # noqa: B006 - per-process cache
+    """The 24h hour for a clock word in any language ('PM', 'p. m.', 'م', '午後', '오후'; 'ч.' changes nothing)."""
+    shift = cache.get(word, -1)
+    if shift == -1:
+        key = _clock_key(word)
+        shift = cache[word] = 12 if key in _PM_KEYS else 0 if key in _AM_KEYS else None
+    return hour if shift is None else hour % 12 + shift
 
 
 def _build_messages(text: str, matches: list[re.Match], dates: dict[str, tuple], *, ios: bool,
@@ -272,7 +274,7 @@ def _build_messages(text: str, matches: list[re.Match], dates: dict[str, tuple],
         hour = int(raw_hour)
         clock = ampm or ampm0
         if clock:
-            hour = hour % 12 + (12 if _is_pm(clock) else 0)
+            hour = _hour_24(hour, clock)
         year, month, day = dates[raw_date]
         try:
             time = datetime(year, month, day, hour, int(minute), int(second) if second else 0)

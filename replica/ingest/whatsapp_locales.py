@@ -35,6 +35,7 @@ LIST_KEYS = {
     "am": "clock suffix/prefix before noon ('AM', 'a. m.', 'ص', '午前', '오전')",
     "pm": "clock suffix/prefix after noon ('PM', 'p. m.', 'م', '午後', '오후')",
     "time_prefix": "word between date and time ('klo' in '12.3.2021 klo 21.04')",
+    "time_suffix": "word after the time that is no AM/PM ('ч.' in '21:04 ч.')",
 }
 META_KEYS = ("language", "sources")
 
