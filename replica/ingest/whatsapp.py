@@ -1,12 +1,15 @@
 """Parse WhatsApp text exports (Android and iOS, any locale) into `Message`s in one regex pass.
 
 Format handling:
-- The header family (iOS `[date, time] `, Android `date, time - `, legacy `date time: `) is chosen once per
-  file from a sample of lines; then one `finditer` over the whole text finds every header. Text between two
-  headers is the first message's continuation (its "\\n"s kept). Text before the first header is ignored.
+- The header family (iOS `[date, time] `, Android `date, time - `, legacy `date time: `, spaced
+  `13. 6. 2018. 21:25 `) is chosen once per file from a sample of lines; then one `finditer` over the whole
+  text finds every header. Text between two headers is the first message's continuation (its "\\n"s kept).
+  Text before the first header is ignored.
+- Every localized string (media placeholders, deleted/edited markers, attachment words, notices, clock words)
+  comes from the per-language data files in `replica/ingest/locales/`, merged and compiled once at import.
 - Day/month order is chosen once per file from every distinct header date (see `_decide_date_order`).
-- System lines get `sender=None`, on Android (no sender) and iOS (where WhatsApp puts the chat name or the
-  actor in the sender slot and starts the text with U+200E) alike.
+- System lines get `sender=None`: Android lines without a sender, known notices in a sender's slot, and iOS
+  lines that start with U+200E under a name that never writes anything else (the chat's own notice slot).
 - Media keep their caption as text (a poll keeps its question); deleted messages get `text=""`.
 """
 
