@@ -29,7 +29,7 @@ from replica.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "exports"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "REPLICA_TZ": "UTC"}
-CASE_SECONDS = 10  # a case still running after this is a hang
+CASE_SECONDS = 30  # a case still running after this is a hang (generous: 2 shared cores)
 CHILD_MEMORY = 1536 * 1024 * 1024  # address-space cap of the subprocess runs
 
 WHATSAPP_ANDROID = (

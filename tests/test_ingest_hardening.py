@@ -204,6 +204,7 @@ def test_damaged_zip_member_is_skipped_and_named(tmp_path, capsys):
     assert code == 0 and len(out.splitlines()) == 70
     [line] = err.splitlines()
     assert line.startswith(f"replica: skipped {archive}!broken.txt: damaged zip member")
+    assert line.count("broken.txt") == 1  # zipfile's own message quotes the member name: left out
 
 
 def test_zip_whose_only_member_is_damaged_is_one_line(tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lzma
 import os
+import re
 import stat
 import struct
 import zipfile
@@ -19,6 +20,7 @@ from replica.privacy import display_path
 MAX_COMPRESSION_RATIO = 100  # uncompressed/compressed above this (members or whole archive > 1 MiB): a zip bomb
 RATIO_CHECK_MIN_BYTES = 1024 * 1024
 READ_CHUNK = 1024 * 1024
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 # What a damaged zip member can raise while it is opened or inflated (CRC and header errors are BadZipFile).
 MEMBER_ERRORS = (
     zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, NotImplementedError, RuntimeError, ValueError,
@@ -175,8 +177,9 @@ def _check_zip_sizes(members: list[zipfile.ZipInfo], display: str, budget: Budge
 
 
 def _short(err: BaseException) -> str:
-    """An exception in a few words, for a one-line reason."""
-    text = " ".join(str(err).split())[:80]
+    """An exception in a few words, for a one-line reason; quoted parts (zipfile quotes member names, which may
+    hold a contact's name) are left out."""
+    text = " ".join(_QUOTED.sub("", str(err)).split())[:80]
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
