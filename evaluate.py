@@ -29,7 +29,9 @@ def _print_summary(metrics: dict[str, Any]) -> None:
 
     for key in HEADLINE:
         base, tuned = metrics["baseline"].get(key), metrics["finetuned"].get(key)
-        print(f"{key:>22}: {format_value(key, base):>9} -> {format_value(key, tuned)}")
+        change = metrics.get("difference", {}).get(key) or {}
+        verdict = " (significant)" if change.get("significant") else ""
+        print(f"{key:>22}: {format_value(key, base):>9} -> {format_value(key, tuned)}{verdict}")
     print(f"report: {metrics['meta']['run_dir']}/{EVAL_DIR}/report.md")
 
 

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from replica.errors import ReplicaInputError
-from replica.evaluation.authorship import AuthorshipClassifier, authorship_score, distinctive_words
-from replica.evaluation.lexical import distinct_n, meteor, repeated_ngram_rate
+from replica.evaluation.discriminator import Discrimination, discriminate
+from replica.evaluation.intervals import confidence_interval, draws, paired_difference, point_estimate, weighted_mean
+from replica.evaluation.lexical import distinct_n_statistic, loops, meteor
+from replica.evaluation.memorization import Memorization
 from replica.evaluation.pii import pii_leak_count
 from replica.prepare.pii import pii_values
 from replica.evaluation.report import DEEPSEEK_NOTEBOOK_REFERENCE, write_report
-from replica.evaluation.semantic import Embedder, bertscore_f1, prompt_alignment_ratio, semantic_similarity
+from replica.evaluation.semantic import Embedder, bertscore_f1, pair_cosines
 from replica.inference.stops import StopCheck
-from replica.evaluation.style import capitalization, laughter, punctuation_marks, style_similarity
+from replica.evaluation.style import (
+    capitalization,
+    distinctive_words,
+    laughter,
+    punctuation_marks,
+    style_similarity,
+    style_similarity_statistic,
+)
 from replica.evaluation.text import emojis, tokens
 
 REPLIES = [
@@ -58,20 +68,26 @@ def test_meteor_stems_in_the_example_language() -> None:
     unknown = meteor(["stiamo mangiando pizza"], ["stiamo mangiare pizza"], ["xx"]).score
     assert italian > unknown
     assert meteor([""], ["ciao"], ["it"]).score == 0.0
+    both = meteor(["gatto nero", "stiamo mangiando pizza"], ["cane bianco", "stiamo mangiando pizza"], ["it", "it"])
+    assert both.scores[0] == 0.0 and both.scores[1] > 0.9 and both.score == pytest.approx(sum(both.scores) / 2)
+
+
+def distinct(rounds: list[list[str]], weights=None) -> float:
+    n = len(rounds[0])
+    return float(distinct_n_statistic(rounds, 2)(np.atleast_2d(np.ones(n) if weights is None else weights))[0])
 
 
 def test_distinct_n_exact() -> None:
-    assert distinct_n(["a b a b"], n=2) == pytest.approx(2 / 3, abs=0)
-    assert distinct_n(["a b", "a b"], n=2) == 0.5  # n-grams never span two texts: 2 bigrams, 1 unique
-    assert distinct_n(["ciao"], n=2) == 0.0
-    assert distinct_n([], n=2) == 0.0
+    assert distinct([["a b a b"]]) == pytest.approx(2 / 3, abs=0)
+    assert distinct([["a b", "a b"]]) == 0.5  # n-grams never span two texts: 2 bigrams, 1 unique
+    assert distinct([["ciao"]]) == 0.0
+    assert distinct([["a b", "c d"], ["a b", "a b"]]) == pytest.approx((1.0 + 0.5) / 2)  # mean over rounds
+    assert distinct([["a b", "c d"]], weights=[2, 0]) == 0.5  # example 0 drawn twice, example 1 not at all
 
 
-def test_repeated_ngram_rate_exact() -> None:
-    texts = ["a b c a b c", "a b c d", "", "x y z x y z x"]
-    assert repeated_ngram_rate(texts, n=3) == 0.5
-    assert repeated_ngram_rate(["a b a b"], n=2) == 1.0
-    assert repeated_ngram_rate([], n=3) == 0.0
+def test_loops_exact() -> None:
+    assert [loops(text) for text in ["a b c a b c", "a b c d", "", "x y z x y z x"]] == [True, False, False, True]
+    assert loops("a b a b", n=2)
 
 
 def test_style_identical_is_exactly_one() -> None:
@@ -144,14 +160,52 @@ def _synthetic(author: str, count: int, seed: int) -> list[str]:
     return [" ".join(rng.sample(pool, 4)) + rng.choice([".", "!"]) for _ in range(count)]
 
 
-def test_authorship_separates_two_authors() -> None:
-    classifier = AuthorshipClassifier().fit(_synthetic("user", 80, 1), _synthetic("other", 120, 2), seed=0)
-    held_out_user, held_out_other = _synthetic("user", 20, 3), _synthetic("other", 20, 4)
-    assert min(classifier.p_user(held_out_user)) > 0.8
-    assert max(classifier.p_user(held_out_other)) < 0.2
-    score = authorship_score(held_out_other, held_out_user, classifier)
-    assert score["mean_p_user_generated"] < 0.2 < 0.8 < score["mean_p_user_real"]
-    assert score["relative"] == pytest.approx(score["mean_p_user_generated"] / score["mean_p_user_real"])
+def test_discriminator_tells_other_authors_apart_but_not_the_user_from_himself() -> None:
+    real = _synthetic("user", 60, 1)
+    other = discriminate(real, [[text] for text in _synthetic("other", 60, 2)], seed=0)
+    same = discriminate(real, [[a, b] for a, b in zip(_synthetic("user", 60, 3), _synthetic("user", 60, 4))], seed=0)
+    ones = np.ones((1, len(real)))
+    assert other.auc(ones)[0] > 0.95
+    assert abs(same.auc(ones)[0] - 0.5) < 0.15
+    again = discriminate(real, [[text] for text in _synthetic("other", 60, 2)], seed=0)
+    assert np.array_equal(other.scores, again.scores)  # seeded folds and solver
+
+
+def test_weighted_auc_counts_pairs_and_ties() -> None:
+    # real scores 0.9, 0.5; generated 0.5, 0.1 -> pairs: (0.9>0.5) (0.9>0.1) (0.5=0.5 half) (0.5>0.1) = 3.5 / 4
+    result = Discrimination(np.array([0.9, 0.5, 0.5, 0.1]), np.array([1, 1, 0, 0]), np.array([0, 1, 0, 1]))
+    assert result.auc(np.array([[1, 1]]))[0] == pytest.approx(3.5 / 4)
+    # only example 0 drawn: real 0.9 vs generated 0.5
+    assert result.auc(np.array([[2, 0]]))[0] == 1.0
+
+
+def test_bootstrap_interval_covers_the_mean_and_paired_test_finds_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.5, 0.1, 200)
+    weights = draws(200, 1000, seed=1)
+    low, high = confidence_interval(weighted_mean(values), weights)
+    assert low < values.mean() < high and high - low < 4 * 0.1 / np.sqrt(200) * 1.96
+    assert np.array_equal(draws(200, 50, seed=1), draws(200, 50, seed=1))
+    shifted = paired_difference(weighted_mean(values), weighted_mean(values + 0.01), weights)
+    assert shifted.significant and shifted.delta == pytest.approx(0.01)
+    noise = paired_difference(weighted_mean(values), weighted_mean(rng.permutation(values)), weights)
+    assert not noise.significant
+
+
+def test_style_statistic_matches_style_similarity() -> None:
+    generated = [[CASUAL[i], FORMAL[i % 3]] for i in range(5)]
+    flat = [text for group in generated for text in group]
+    statistic = style_similarity_statistic(generated, REPLIES, ["siii", "boh"])
+    assert point_estimate(statistic, 5) == pytest.approx(style_similarity(flat, REPLIES, ["siii", "boh"]).score)
+
+
+def test_memorization_copies_and_longest_common_substring() -> None:
+    memory = Memorization(["Ci vediamo alle 8 da Gino", "ok", "ahahah che ridere"])
+    assert memory.is_copy("ci  vediamo alle 8 DA GINO") and memory.is_copy("OK")
+    assert not memory.is_copy("ci vediamo alle 9 da gino") and not memory.is_copy("")
+    assert memory.longest_common_substring("allora ci vediamo alle 9") == len("ci vediamo alle ")  # the training reply starts there
+    assert memory.longest_common_substring("xyz") == 0
+    assert memory.longest_common_substring("ok ahahah") == len("ahahah")  # no match across two training replies
 
 
 def test_distinctive_words_favour_the_user() -> None:
@@ -164,9 +218,13 @@ def test_report_writes_markdown_and_plots(tmp_path) -> None:
     loss_csv = tmp_path / "metrics.csv"
     loss_csv.write_text("epoch,step,train/loss,val/loss\n0,9,2.5,\n0,19,1.9,\n0,19,,2.1\n1,29,1.4,\n1,39,,1.7\n")
     metrics = {
-        "baseline": {"perplexity": 120.5, "bertscore_f1": 0.31, "prompt_alignment": 2.4, "style": {"score": 0.5}},
-        "finetuned": {"perplexity": 18.2, "bertscore_f1": 0.42, "prompt_alignment": 1.05, "style": {"score": 0.8}},
+        "baseline": {"perplexity": 120.5, "bertscore_f1": 0.31, "prompt_alignment": 2.4, "discriminator_auc": 0.97,
+                     "style_features": {"length": 0.5}, "ci": {"bertscore_f1": [0.29, 0.33]}},
+        "finetuned": {"perplexity": 18.2, "bertscore_f1": 0.42, "prompt_alignment": 1.05, "discriminator_auc": 0.61,
+                      "style_features": {"length": 0.8}, "ci": {"bertscore_f1": [0.4, 0.44]}},
         "real": {"distinct_2": 0.7},
+        "difference": {"bertscore_f1": {"delta": 0.11, "ci": [0.08, 0.14], "significant": True},
+                       "discriminator_auc": {"delta": -0.36, "ci": [-0.5, 0.02], "significant": False}},
         "meta": {"base_model": "tiny", "samples": 5},
     }
     replies = {"real": REPLIES, "baseline": FORMAL, "fine-tuned": CASUAL}
@@ -177,10 +235,14 @@ def test_report_writes_markdown_and_plots(tmp_path) -> None:
         if path.suffix == ".png":
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
-    assert "| Perplexity (held-out replies) | 120.50 | 18.20 | -102.30 | – | 9,286.86 → 17.99 |" in report
-    assert "| Prompt alignment | 240% | 105% | -135 pp | – | 260% → 104% |" in report
-    assert "| style.score | 0.500 | 0.800 | +0.300 |" in report
-    assert "## How to read each metric" in report and "**BERTScore F1**" in report
+    assert "| Perplexity (held-out replies) | 120.50 | 18.20 | -102.30 |  | – | 9,286.86 → 17.99 |" in report
+    assert "| Prompt alignment | 240% | 105% | -135 pp |  | – | 260% → 104% |" in report
+    assert "| BERTScore F1 (sampled) | 0.310 [0.290, 0.330] | 0.420 [0.400, 0.440] | +0.110 [+0.080, +0.140] | yes |" in report
+    assert "| Real-vs-replica discriminator AUC | 0.970 | 0.610 | -0.360 [-0.500, +0.020] | no |" in report
+    assert "| Style feature: length | 0.500 | 0.800 | +0.300 |" in report
+    assert "ci" not in [line.split(" | ")[0].strip("| ") for line in report.splitlines()]
+    assert "## How to read each metric" in report and "**BERTScore F1 (sampled)**" in report
+    assert "## Memorization" in report
     assert not list((tmp_path / "out").glob("*.tmp"))
     with pytest.raises(ReplicaInputError, match="missing.csv"):
         write_report(metrics, tmp_path / "out", loss_csv=tmp_path / "missing.csv")
@@ -192,12 +254,11 @@ def embedder() -> Embedder:
 
 
 def test_semantic_metrics_on_identical_and_different_replies(embedder: Embedder) -> None:
-    assert semantic_similarity(REPLIES, REPLIES, embedder) == pytest.approx(1.0, abs=1e-5)
-    assert prompt_alignment_ratio(PROMPTS, REPLIES, REPLIES, embedder) == 1.0
+    assert pair_cosines(REPLIES, REPLIES, embedder) == pytest.approx(np.ones(5), abs=1e-5)
     shuffled = REPLIES[1:] + REPLIES[:1]
-    assert semantic_similarity(shuffled, REPLIES, embedder) < 0.8
-    assert semantic_similarity(["", *REPLIES[1:]], REPLIES, embedder) == pytest.approx(4 / 5, abs=1e-5)
-    assert bertscore_f1(REPLIES, REPLIES) == pytest.approx(1.0, abs=1e-4)
+    assert pair_cosines(shuffled, REPLIES, embedder).mean() < 0.8
+    assert pair_cosines(["", *REPLIES[1:]], REPLIES, embedder) == pytest.approx([0, 1, 1, 1, 1], abs=1e-5)
+    assert bertscore_f1(REPLIES, REPLIES) == pytest.approx(np.ones(5), abs=1e-4)
     with_empty = bertscore_f1(["", *REPLIES[1:]], REPLIES)
-    assert with_empty == pytest.approx(4 / 5, abs=1e-4)
-    assert bertscore_f1(shuffled, REPLIES) < with_empty
+    assert with_empty == pytest.approx([0, 1, 1, 1, 1], abs=1e-4)
+    assert bertscore_f1(shuffled, REPLIES).mean() < with_empty.mean()

@@ -25,14 +25,16 @@ from tests.helpers import assert_one_line_error, train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = 24
-SIDE_KEYS = {
-    "perplexity", "meteor", "bertscore_f1", "semantic_similarity", "prompt_alignment", "length_ratio",
-    "clean_stop_rate", "style_similarity", "style_features", "authorship_p_user", "authorship_relative",
-    "distinct_2", "repeated_3gram_rate", "pii_leaks",
+INTERVAL_KEYS = {
+    "perplexity", "meteor", "bertscore_f1", "semantic_similarity", "meteor_greedy", "bertscore_f1_greedy",
+    "semantic_similarity_greedy", "prompt_alignment", "length_ratio", "clean_stop_rate", "style_similarity",
+    "discriminator_auc", "distinct_2", "repeated_3gram_rate", "train_copy_rate", "train_lcs_median", "train_lcs_p95",
 }
+SIDE_KEYS = INTERVAL_KEYS | {"style_features", "pii_leaks", "ci"}
+REAL_KEYS = {"distinct_2", "repeated_3gram_rate", "train_copy_rate", "train_lcs_median", "train_lcs_p95", "ci"}
 META_KEYS = {
-    "run_dir", "split", "n_examples", "base_model", "format", "meteor_synonyms", "embedder", "generation",
-    "seconds", "replica_version", "timestamp",
+    "run_dir", "split", "n_examples", "base_model", "format", "meteor_synonyms", "embedder", "decoding",
+    "intervals", "seconds", "replica_version", "timestamp",
 }
 
 
@@ -68,15 +70,21 @@ def test_cli_writes_metrics_for_both_sides_and_meta(evaluated):
         assert metrics[side]["perplexity"] > 1
         assert 0 <= metrics[side]["clean_stop_rate"] <= 1
         assert 0 <= metrics[side]["style_similarity"] <= 1
+        assert 0 <= metrics[side]["discriminator_auc"] <= 1
+        assert 0 <= metrics[side]["train_copy_rate"] <= 1
         assert "length" in metrics[side]["style_features"]
         assert metrics[side]["pii_leaks"] == 0  # the sample's exports are on disk: leaks were counted
-    assert {"distinct_2", "repeated_3gram_rate", "authorship_p_user"} <= metrics["real"].keys()
-    assert metrics["real"]["authorship_p_user"] > 0.5  # the classifier recognises the user's own replies
+        for key in INTERVAL_KEYS:
+            low, high = metrics[side]["ci"][key]
+            assert low <= high, key
+        assert metrics["difference"]["discriminator_auc"]["significant"] in (True, False)
+    assert REAL_KEYS <= metrics["real"].keys()
+    assert metrics["real"]["ci"]["train_copy_rate"][0] <= metrics["real"]["train_copy_rate"]
     assert META_KEYS <= metrics["meta"].keys()
     assert metrics["meta"]["n_examples"] == EXAMPLES
     assert metrics["meta"]["split"] == "test"
     assert metrics["meta"]["format"] == "role_tokens"
-    assert metrics["meta"]["generation"]["do_sample"] is False
+    assert metrics["meta"]["decoding"]["samples"] == 3 and metrics["meta"]["decoding"]["temperature"] == 0.8
     assert "NaN" not in (run_dir / "eval" / "metrics.json").read_text()
     assert "perplexity" in done.stdout and "report.md" in done.stdout
 
@@ -94,7 +102,9 @@ def test_cli_writes_report_plots_samples_and_probes(evaluated):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == EXAMPLES
-    assert all({"context", "reference", "baseline", "finetuned"} <= row.keys() for row in samples)
+    assert all({"context", "reference", "baseline", "finetuned", "finetuned_greedy"} <= row.keys() for row in samples)
+    assert all(len(row["baseline_samples"]) == len(row["finetuned_samples"]) == 3 for row in samples)
+    assert "[95% CI]" in report and "| significant |" in report and "Real-vs-replica discriminator AUC" in report
     probes = [json.loads(line) for line in (out / "probes.jsonl").read_text().splitlines()]
     assert len(probes) == 6
     assert all(len(probe["baseline"]) == len(probe["finetuned"]) == 3 for probe in probes)
@@ -120,7 +130,7 @@ def test_baseline_and_finetuned_really_differ(evaluated):
 
 @pytest.mark.slow
 def test_adapter_is_enabled_again_after_the_baseline_pass(run_dir):
-    from replica.evaluation.run import model_side, reply_perplexity
+    from replica.evaluation.run import model_side, reply_nll
     from replica.inference.generation import Sampling, generate_replies
     from replica.inference.loading import load_run
 
@@ -131,7 +141,7 @@ def test_adapter_is_enabled_again_after_the_baseline_pass(run_dir):
 
     def snapshot():
         replies = generate_replies(model, formatter, contexts, sampling, batch_size=8)
-        return [reply.token_ids for reply in replies], reply_perplexity(model, formatter, examples, 8)[0]
+        return [reply.token_ids for reply in replies], sum(reply_nll(model, formatter, examples, 8)[0])
 
     before = snapshot()
     with model_side(model, "baseline"):
@@ -156,6 +166,11 @@ def test_run_dir_is_required():
 
 def test_unknown_override_is_one_line_error(tmp_path):
     assert_one_line_error(run_cli(f"run_dir={tmp_path}", "eval.max_exampels=3"), "evaluate.py: error:", "eval.max_exampels")
+
+
+def test_bad_decoding_settings_are_all_named_in_one_line(tmp_path):
+    result = run_cli(f"run_dir={tmp_path}", "decoding.samples=0", "decoding.top_p=1.5", "intervals.resamples=10")
+    assert_one_line_error(result, "evaluate.py: error:", "decoding.samples=0", "decoding.top_p=1.5", "intervals.resamples=10")
 
 
 def test_run_without_adapter_is_one_line_error(tmp_path):

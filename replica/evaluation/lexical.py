@@ -1,11 +1,13 @@
-"""Lexical metrics: language-aware METEOR, distinct-n diversity and the n-gram looping rate."""
+"""Lexical metrics: language-aware METEOR, distinct-n diversity and n-gram looping."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+
+import numpy as np
 
 from replica.evaluation.text import require_pairs, tokens
 
@@ -32,8 +34,9 @@ SNOWBALL_LANGUAGES = {
 
 @dataclass(frozen=True, slots=True)
 class MeteorResult:
-    score: float
+    score: float  # mean of `scores`
     synonyms: bool  # True when WordNet synonym matching was used (English examples only)
+    scores: tuple[float, ...] = ()  # one per prediction
 
 
 class _NoSynonyms:
@@ -92,36 +95,58 @@ def meteor(
         from nltk.corpus import wordnet as english_wordnet
     no_synonyms = _NoSynonyms()
     used_synonyms = False
-    total = 0.0
+    scores = []
     for prediction, reference, language in zip(predictions, references, languages):
         hypothesis, reference_tokens = tokens(prediction), tokens(reference)
         if not hypothesis or not reference_tokens:
+            scores.append(0.0)
             continue
         is_english = (language or "").split("-")[0].lower() == "en"
         use_wordnet = is_english and english_wordnet is not None
         used_synonyms = used_synonyms or use_wordnet
-        total += single_meteor_score(
-            reference_tokens,
-            hypothesis,
-            stemmer=_stemmer(language),
-            wordnet=english_wordnet if use_wordnet else no_synonyms,
+        scores.append(
+            single_meteor_score(
+                reference_tokens,
+                hypothesis,
+                stemmer=_stemmer(language),
+                wordnet=english_wordnet if use_wordnet else no_synonyms,
+            )
         )
-    return MeteorResult(total / len(predictions), used_synonyms)
+    return MeteorResult(sum(scores) / len(scores), used_synonyms, tuple(scores))
 
 
 def _ngrams(items: Sequence[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(items[start : start + n]) for start in range(len(items) - n + 1)]
 
 
-def distinct_n(texts: Sequence[str], n: int = 2) -> float:
-    """Unique n-grams / total n-grams over all texts (n-grams never span two texts); 0 when there are none."""
-    grams = [gram for text in texts for gram in _ngrams(tokens(text), n)]
-    return len(set(grams)) / len(grams) if grams else 0.0
+def loops(text: str, n: int = 3) -> bool:
+    """Whether some n-gram occurs at least twice in `text` (a sign of generation looping)."""
+    return any(count > 1 for count in Counter(_ngrams(tokens(text), n)).values())
 
 
-def repeated_ngram_rate(texts: Sequence[str], n: int = 3) -> float:
-    """Fraction of texts in which some n-gram occurs at least twice (a sign of generation looping)."""
-    if not texts:
-        return 0.0
-    looping = sum(1 for text in texts if any(count > 1 for count in Counter(_ngrams(tokens(text), n)).values()))
-    return looping / len(texts)
+def distinct_n_statistic(rounds: Sequence[Sequence[str]], n: int = 2) -> Callable[[np.ndarray], np.ndarray]:
+    """Distinct-n as a function of example weights: `rounds[j][i]` is example i's reply in sampling round j.
+
+    Each round (one reply per example, like the real replies) gets its own distinct-n; the rounds are averaged, so
+    the value does not fall just because several replies per example were sampled.
+    """
+    per_round = []
+    for texts in rounds:
+        grams = [Counter(_ngrams(tokens(text), n)) for text in texts]
+        vocabulary = {gram: index for index, gram in enumerate(sorted({g for counts in grams for g in counts}))}
+        present = np.zeros((len(texts), len(vocabulary)))
+        for row, counts in enumerate(grams):
+            present[row, [vocabulary[gram] for gram in counts]] = 1
+        totals = np.array([sum(counts.values()) for counts in grams], dtype=float)
+        per_round.append((present, totals))
+
+    def distinct(weights: np.ndarray) -> np.ndarray:
+        weights = np.asarray(weights, dtype=float)
+        values = []
+        for present, totals in per_round:
+            total = weights @ totals
+            unique = ((weights @ present) > 0).sum(axis=1)
+            values.append(np.divide(unique, total, out=np.zeros_like(total), where=total > 0))
+        return np.mean(values, axis=0)
+
+    return distinct

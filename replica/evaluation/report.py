@@ -25,83 +25,133 @@ LENGTH_PLOT_PERCENTILE = 99  # longer replies are drawn in the last bin so one r
 @dataclass(frozen=True, slots=True)
 class MetricInfo:
     label: str
-    kind: str  # "unit" (in [0, 1], plotted), "percent" (ratio shown as %), "float" or "count"
+    kind: str  # "unit" (in [0, 1]), "percent" (ratio shown as %), "float", "chars" or "count"
+    better: str  # "higher", "lower" or "target" (closest to the real replies' value / 100% is best)
     how_to_read: str
 
 
 METRICS: dict[str, MetricInfo] = {
-    "perplexity": MetricInfo(
-        "Perplexity (held-out replies)",
-        "float",
-        "How surprised the model is by the user's real replies given the conversation; lower is better. "
-        "A big drop after fine-tuning means the model learned the user's words and rhythm.",
-    ),
-    "bertscore_f1": MetricInfo(
-        "BERTScore F1",
+    "discriminator_auc": MetricInfo(
+        "Real-vs-replica discriminator AUC",
         "unit",
-        "Token-level overlap of contextual embeddings (all-MiniLM-L6-v2, layer 6, no rescaling) between each "
-        "generated and real reply; higher is closer in wording and meaning. Blank replies score 0.",
-    ),
-    "semantic_similarity": MetricInfo(
-        "Semantic similarity",
-        "unit",
-        "Mean cosine similarity of sentence embeddings of generated vs real reply; higher means the reply says "
-        "something closer to what the user said. Short chat replies keep this modest even for good models.",
-    ),
-    "prompt_alignment": MetricInfo(
-        "Prompt alignment",
-        "percent",
-        "Mean similarity of the generated reply to its conversation context, divided by that of the real reply. "
-        "100% is ideal: well above it the model parrots the context, well below it drifts off topic.",
-    ),
-    "meteor": MetricInfo(
-        "METEOR",
-        "unit",
-        "Word alignment with the real reply (exact, then stemmed in the chat's language, then WordNet synonyms "
-        "for English when installed); higher is better. Very low for chat is normal: many good replies exist.",
-    ),
-    "distinct_2": MetricInfo(
-        "Distinct-2",
-        "unit",
-        "Unique token bigrams (words, emoji, punctuation) / all bigrams over all replies; compare with the real "
-        "replies' value. Far below it means repetitive, generic replies.",
-    ),
-    "repeated_3gram_rate": MetricInfo(
-        "Looping rate (repeated 3-gram)",
-        "unit",
-        "Fraction of replies repeating some 3-gram: the model going in circles. Lower is better; the real "
-        "replies' value is the floor to aim for.",
+        "lower",
+        "How well a classifier (character n-grams + stylometric features, 5-fold cross-validated) tells the user's "
+        "real held-out replies from this side's sampled replies to the same messages. 0.5 = indistinguishable "
+        "from the user, 1.0 = trivially told apart; lower is better down to 0.5 (below 0.5 is noise).",
     ),
     "style_similarity": MetricInfo(
         "Style similarity",
         "unit",
-        "1 - mean Jensen-Shannon divergence between generated and real distributions of length, emoji, "
+        "higher",
+        "1 - mean Jensen-Shannon divergence between sampled and real distributions of length, emoji, "
         "punctuation, capitalization, laughter, elongated words and the user's distinctive words; 1 = same style.",
     ),
-    "authorship_p_user": MetricInfo(
-        "Authorship P(user)",
-        "unit",
-        "Mean probability that a character n-gram classifier trained on the user vs their contacts attributes "
-        "the generated replies to the user; higher is better.",
+    "perplexity": MetricInfo(
+        "Perplexity (held-out replies)",
+        "float",
+        "lower",
+        "How surprised the model is by the user's real replies given the conversation; lower is better. "
+        "A big drop after fine-tuning means the model learned the user's words and rhythm.",
     ),
-    "authorship_relative": MetricInfo(
-        "Authorship relative to real",
+    "bertscore_f1": MetricInfo(
+        "BERTScore F1 (sampled)",
+        "unit",
+        "higher",
+        "Token-level overlap of contextual embeddings (all-MiniLM-L6-v2, layer 6, no rescaling) between each "
+        "generated and real reply; higher is closer in wording and meaning. Blank replies score 0.",
+    ),
+    "bertscore_f1_greedy": MetricInfo("BERTScore F1 (greedy)", "unit", "higher", "The same on greedy replies."),
+    "semantic_similarity": MetricInfo(
+        "Semantic similarity (sampled)",
+        "unit",
+        "higher",
+        "Mean cosine similarity of sentence embeddings of generated vs real reply; higher means the reply says "
+        "something closer to what the user said. Short chat replies keep this modest even for good models.",
+    ),
+    "semantic_similarity_greedy": MetricInfo(
+        "Semantic similarity (greedy)", "unit", "higher", "The same on greedy replies."
+    ),
+    "meteor": MetricInfo(
+        "METEOR (sampled)",
+        "unit",
+        "higher",
+        "Word alignment with the real reply (exact, then stemmed in the chat's language, then WordNet synonyms "
+        "for English when installed); higher is better. Very low for chat is normal: many good replies exist.",
+    ),
+    "meteor_greedy": MetricInfo("METEOR (greedy)", "unit", "higher", "The same on greedy replies."),
+    "prompt_alignment": MetricInfo(
+        "Prompt alignment",
         "percent",
-        "Authorship P(user) of generated replies divided by that of the real held-out replies; 100% means as "
-        "recognisably the user as the user.",
+        "target",
+        "Mean similarity of the generated reply to the message it answers, divided by that of the real reply. "
+        "100% is ideal: well above it the model parrots the message, well below it drifts off topic.",
+    ),
+    "length_ratio": MetricInfo(
+        "Length ratio",
+        "percent",
+        "target",
+        "Mean generated reply length / mean real reply length (characters); 100% is ideal.",
+    ),
+    "distinct_2": MetricInfo(
+        "Distinct-2",
+        "unit",
+        "target",
+        "Unique token bigrams (words, emoji, punctuation) / all bigrams, one reply per example (averaged over "
+        "the sampling rounds); compare with the real replies' value. Far below it means repetitive replies.",
+    ),
+    "repeated_3gram_rate": MetricInfo(
+        "Looping rate (repeated 3-gram)",
+        "unit",
+        "lower",
+        "Fraction of replies repeating some 3-gram: the model going in circles. Lower is better; the real "
+        "replies' value is the floor to aim for.",
+    ),
+    "train_copy_rate": MetricInfo(
+        "Training-reply copy rate",
+        "unit",
+        "lower",
+        "Share of replies equal to one of the user's training replies (case and spacing ignored). Compare with "
+        "the real replies' value: above it the model recites its training data instead of answering - a privacy "
+        "risk too, since those are private messages.",
+    ),
+    "train_lcs_median": MetricInfo(
+        "Longest substring shared with training (median, chars)",
+        "chars",
+        "lower",
+        "For each reply, the longest stretch of characters it shares with any training reply; median over "
+        "replies. The real replies' value shows how much a new reply of the user overlaps by chance.",
+    ),
+    "train_lcs_p95": MetricInfo(
+        "Longest substring shared with training (95th pct, chars)",
+        "chars",
+        "lower",
+        "The same, 95th percentile: the long verbatim stretches. Far above the real replies' value = recitation.",
     ),
     "clean_stop_rate": MetricInfo(
         "Clean stop rate",
         "unit",
-        "Fraction of replies that ended with end-of-turn within the token budget and did not start writing the "
-        "other person's turn; higher is better.",
+        "higher",
+        "Fraction of sampled replies that ended with end-of-turn within the token budget and did not start "
+        "writing the other person's turn; higher is better.",
     ),
     "pii_leaks": MetricInfo(
         "PII leaks",
         "count",
-        "Generated replies containing a personal value that was masked out of the training data; must be 0.",
+        "lower",
+        "Generated replies (sampled and greedy) containing a personal value that was masked out of the training "
+        "data; must be 0. A count, not an estimate: no interval.",
     ),
 }
+
+
+def metric_label(key: str) -> str:
+    """Readable name of a metric key, also for keys outside METRICS ("style_features.length")."""
+    if key in METRICS:
+        return METRICS[key].label
+    if key.startswith("style_features."):
+        return f"Style feature: {key.split('.', 1)[1].replace('_', ' ')}"
+    return key.replace("_", " ").replace(".", ": ")
+
 
 DEEPSEEK_NOTEBOOK_REFERENCE: dict[str, tuple[float, float]] = {
     "perplexity": (9286.86, 17.99),
@@ -140,39 +190,67 @@ def format_value(key: str, value: Any) -> str:
         return f"{value:.0%}"
     if kind == "count":
         return f"{value:,.0f}"
+    if kind == "chars":
+        return f"{value:.1f}"
     if kind == "unit":
         return f"{value:.3f}"
     return f"{value:,.2f}" if abs(value) >= 10 else f"{value:.3f}"
 
 
-def format_delta(key: str, baseline: Any, finetuned: Any) -> str:
-    if not (_is_number(baseline) and _is_number(finetuned)) or math.isnan(baseline) or math.isnan(finetuned):
+def format_delta(key: str, delta: Any) -> str:
+    if not _is_number(delta) or math.isnan(delta):
         return ""
-    delta = finetuned - baseline
     kind = METRICS[key].kind if key in METRICS else "float"
     if kind == "percent":
         return f"{delta * 100:+.0f} pp"
     if kind == "count":
         return f"{delta:+,.0f}"
+    if kind == "chars":
+        return f"{delta:+.1f}"
     return f"{delta:+,.2f}" if abs(delta) >= 10 else f"{delta:+.3f}"
 
 
+def _with_interval(key: str, value: Any, interval: Any, formatter=format_value) -> str:
+    text = formatter(key, value)
+    if text and isinstance(interval, Sequence) and len(interval) == 2 and all(map(_is_number, interval)):
+        text += f" [{formatter(key, interval[0])}, {formatter(key, interval[1])}]"
+    return text
+
+
+def _side_values(metrics: Mapping[str, Any], side: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(flat metric values without the intervals, intervals by metric) of one side."""
+    values = dict(metrics.get(side, {}))
+    intervals = values.pop("ci", {}) or {}
+    return flatten(values), dict(intervals)
+
+
 def _table(metrics: Mapping[str, Any], reference: Mapping[str, tuple[float, float]]) -> list[str]:
-    baseline, finetuned = flatten(metrics.get("baseline", {})), flatten(metrics.get("finetuned", {}))
-    real = flatten(metrics.get("real", {}))
+    (baseline, base_ci), (finetuned, tuned_ci) = _side_values(metrics, "baseline"), _side_values(metrics, "finetuned")
+    real, real_ci = _side_values(metrics, "real")
+    difference = metrics.get("difference", {})
     keys = [key for key in METRICS if key in baseline or key in finetuned]
     keys += sorted(key for key in baseline.keys() | finetuned.keys() if key not in METRICS)
-    header = ["metric", "baseline", "fine-tuned", "Δ"] + (["real replies"] if real else []) + ["reference project"]
+    header = ["metric", "baseline [95% CI]", "fine-tuned [95% CI]", "Δ [paired 95% CI]", "significant"]
+    header += (["real replies"] if real else []) + ["reference project"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in keys:
+        change = difference.get(key) or {}
+        if change:
+            delta = _with_interval(key, change.get("delta"), change.get("ci"), format_delta)
+            significant = "yes" if change.get("significant") else "no"
+        else:
+            base, tuned = baseline.get(key), finetuned.get(key)
+            numbers = _is_number(base) and _is_number(tuned)
+            delta, significant = (format_delta(key, tuned - base) if numbers else ""), ""
         row = [
-            METRICS[key].label if key in METRICS else key,
-            format_value(key, baseline.get(key)),
-            format_value(key, finetuned.get(key)),
-            format_delta(key, baseline.get(key), finetuned.get(key)),
+            metric_label(key),
+            _with_interval(key, baseline.get(key), base_ci.get(key)),
+            _with_interval(key, finetuned.get(key), tuned_ci.get(key)),
+            delta,
+            significant,
         ]
         if real:
-            row.append(format_value(key, real.get(key)))
+            row.append(_with_interval(key, real.get(key), real_ci.get(key)) if key in real else "–")
         if key in reference:
             before, after = reference[key]
             row.append(f"{format_value(key, before)} → {format_value(key, after)}")
@@ -190,14 +268,29 @@ def _markdown(metrics: Mapping[str, Any], reference: Mapping[str, tuple[float, f
     lines += _table(metrics, reference)
     lines += [
         "",
+        "Brackets are 95% bootstrap intervals over the held-out examples. A change is marked significant only when "
+        "the paired bootstrap (both sides resampled on the same examples) puts its 95% interval entirely above or "
+        "below 0; otherwise the test set cannot tell it from noise. Replies are sampled as `replica chat` samples "
+        "them; reference-overlap metrics are also shown for greedy replies.",
+        "",
         "The reference column shows the published baseline → fine-tuned values of the DeepSeek notebook project "
         "for orientation only: different model, data and prompts, so compare directions, not numbers.",
         "",
         "## How to read each metric",
         "",
     ]
-    shown = flatten(metrics.get("baseline", {})).keys() | flatten(metrics.get("finetuned", {})).keys()
+    shown = _side_values(metrics, "baseline")[0].keys() | _side_values(metrics, "finetuned")[0].keys()
     lines += [f"- **{info.label}** — {info.how_to_read}" for key, info in METRICS.items() if key in shown]
+    lines += [
+        "",
+        "## Memorization",
+        "",
+        "The copy rate and the longest shared substring compare each reply with every reply of the training split. "
+        "The *real replies* column is the reference point: a user repeats short replies (\"ok\", \"ahah\") and "
+        "shares phrases with their past messages, so some overlap is normal. A side far above it recites its "
+        "training data instead of answering, which also means it can repeat private messages to whoever chats "
+        "with it.",
+    ]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{plot.stem}]({plot.name})" for plot in plots]
     return "\n".join(lines) + "\n"
@@ -212,29 +305,54 @@ def _save(figure, path: Path) -> None:
         figure.savefig(handle, format="png", dpi=120, bbox_inches="tight")
 
 
+PANELS = (
+    ("higher", "higher is better"),
+    ("lower", "lower is better (discriminator: 0.5 = indistinguishable)"),
+    ("target", "closest to the real replies is best"),
+)
+
+
 def plot_metrics(metrics: Mapping[str, Any], path: Path) -> bool:
-    """Grouped bars baseline vs fine-tuned of the [0, 1] metrics; False (nothing written) when there are none."""
+    """Bars of baseline vs fine-tuned (and real replies) for the [0, 1] metrics with 95% intervals, one panel per
+    direction: higher is better, lower is better, closest to real. False (nothing written) when there are none."""
     from matplotlib.figure import Figure
 
-    baseline, finetuned = flatten(metrics.get("baseline", {})), flatten(metrics.get("finetuned", {}))
-    keys = [
-        key
-        for key, info in METRICS.items()
-        if info.kind == "unit" and _is_number(baseline.get(key)) and _is_number(finetuned.get(key))
-    ]
-    if not keys:
+    (baseline, base_ci), (finetuned, tuned_ci) = _side_values(metrics, "baseline"), _side_values(metrics, "finetuned")
+    real, real_ci = _side_values(metrics, "real")
+    panels = []
+    for better, title in PANELS:
+        keys = [
+            key
+            for key, info in METRICS.items()
+            if info.kind == "unit" and info.better == better and _is_number(baseline.get(key)) and _is_number(finetuned.get(key))
+        ]
+        if keys:
+            panels.append((title, keys))
+    if not panels:
         return False
-    figure = Figure(figsize=(max(6.0, 1.1 * len(keys)), 4.5))
-    axes = figure.subplots()
-    width = 0.4
-    positions = range(len(keys))
-    axes.bar([x - width / 2 for x in positions], [baseline[key] for key in keys], width, label="baseline")
-    axes.bar([x + width / 2 for x in positions], [finetuned[key] for key in keys], width, label="fine-tuned")
-    axes.set_xticks(list(positions), [METRICS[key].label for key in keys], rotation=30, ha="right")
-    axes.set_ylim(0, 1)
-    axes.set_ylabel("score (0-1)")
-    axes.set_title("Baseline vs fine-tuned")
-    axes.legend()
+    widths = [max(2.0, 1.2 * len(keys)) for _, keys in panels]
+    figure = Figure(figsize=(sum(widths) + 1.5, 4.8))
+    axes_list = figure.subplots(1, len(panels), gridspec_kw={"width_ratios": widths}, squeeze=False)[0]
+    series = [("baseline", baseline, base_ci), ("fine-tuned", finetuned, tuned_ci), ("real replies", real, real_ci)]
+    for axes, (title, keys) in zip(axes_list, panels):
+        shown = [(name, values, ci) for name, values, ci in series if any(_is_number(values.get(k)) for k in keys)]
+        width = 0.8 / len(shown)
+        for offset, (name, values, ci) in enumerate(shown):
+            positions = [x - 0.4 + width * (offset + 0.5) for x in range(len(keys))]
+            heights = [values.get(key) if _is_number(values.get(key)) else 0.0 for key in keys]
+            errors = [[0.0] * len(keys), [0.0] * len(keys)]
+            for index, key in enumerate(keys):
+                interval = ci.get(key)
+                if isinstance(interval, Sequence) and len(interval) == 2 and all(map(_is_number, interval)):
+                    errors[0][index] = max(0.0, heights[index] - interval[0])
+                    errors[1][index] = max(0.0, interval[1] - heights[index])
+            axes.bar(positions, heights, width, yerr=errors, capsize=3, label=name)
+        axes.set_xticks(list(range(len(keys))), [METRICS[key].label for key in keys], rotation=30, ha="right")
+        axes.set_ylim(0, 1.05)
+        axes.set_title(title, fontsize=10)
+    axes_list[0].set_ylabel("score (0-1), bars = 95% CI")
+    axes_list[0].legend(fontsize=8)
+    figure.suptitle("Baseline vs fine-tuned")
     _save(figure, path)
     return True
 

