@@ -82,7 +82,7 @@ def test_distinct_n_exact() -> None:
     assert distinct([["a b", "a b"]]) == 0.5  # n-grams never span two texts: 2 bigrams, 1 unique
     assert distinct([["ciao"]]) == 0.0
     assert distinct([["a b", "c d"], ["a b", "a b"]]) == pytest.approx((1.0 + 0.5) / 2)  # mean over rounds
-    assert distinct([["a b", "c d"]], weights=[2, 0]) == 0.5  # example 0 drawn twice, example 1 not at all
+    assert distinct([["a b", "c d"]], weights=[2, 0]) == 1.0  # example 0 drawn twice counts once, 1 not at all
 
 
 def test_loops_exact() -> None:

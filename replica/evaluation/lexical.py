@@ -128,7 +128,8 @@ def distinct_n_statistic(rounds: Sequence[Sequence[str]], n: int = 2) -> Callabl
     """Distinct-n as a function of example weights: `rounds[j][i]` is example i's reply in sampling round j.
 
     Each round (one reply per example, like the real replies) gets its own distinct-n; the rounds are averaged, so
-    the value does not fall just because several replies per example were sampled.
+    the value does not fall just because several replies per example were sampled. Under bootstrap weights it is
+    the distinct-n of the drawn examples, each counted once.
     """
     per_round = []
     for texts in rounds:
@@ -141,7 +142,9 @@ def distinct_n_statistic(rounds: Sequence[Sequence[str]], n: int = 2) -> Callabl
         per_round.append((present, totals))
 
     def distinct(weights: np.ndarray) -> np.ndarray:
-        weights = np.asarray(weights, dtype=float)
+        # a resample's repeated example adds no new text: count each drawn example once (else duplicates would
+        # read as repetition and pull the interval far below the value)
+        weights = (np.asarray(weights) > 0).astype(float)
         values = []
         for present, totals in per_round:
             total = weights @ totals
