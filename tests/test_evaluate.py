@@ -28,9 +28,9 @@ EXAMPLES = 24
 INTERVAL_KEYS = {
     "perplexity", "meteor", "bertscore_f1", "semantic_similarity", "meteor_greedy", "bertscore_f1_greedy",
     "semantic_similarity_greedy", "prompt_alignment", "length_ratio", "clean_stop_rate", "style_similarity",
-    "discriminator_auc", "distinct_2", "repeated_3gram_rate", "train_copy_rate", "train_lcs_median", "train_lcs_p95",
+    "discriminator_auc", "repeated_3gram_rate", "train_copy_rate", "train_lcs_median", "train_lcs_p95",
 }
-SIDE_KEYS = INTERVAL_KEYS | {"style_features", "pii_leaks", "ci"}
+SIDE_KEYS = INTERVAL_KEYS | {"distinct_2", "style_features", "pii_leaks", "ci"}
 REAL_KEYS = {"distinct_2", "repeated_3gram_rate", "train_copy_rate", "train_lcs_median", "train_lcs_p95", "ci"}
 META_KEYS = {
     "run_dir", "split", "n_examples", "base_model", "format", "meteor_synonyms", "embedder", "decoding",
@@ -94,7 +94,7 @@ def test_cli_writes_report_plots_samples_and_probes(evaluated):
     run_dir, _, _ = evaluated
     out = run_dir / "eval"
     report = (out / "report.md").read_text()
-    assert "| metric | baseline | fine-tuned |" in report
+    assert "| metric | baseline [95% CI] | fine-tuned [95% CI] | Δ [paired 95% CI] | significant |" in report
     assert "Perplexity (held-out replies)" in report and "## Out-of-domain probes" in report
     plots = sorted(path.name for path in out.glob("*.png"))
     assert len(plots) >= 2 and "metrics.png" in plots and "loss.png" in plots

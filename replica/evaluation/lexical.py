@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
 
 from replica.evaluation.text import require_pairs, tokens
 
@@ -124,32 +123,16 @@ def loops(text: str, n: int = 3) -> bool:
     return any(count > 1 for count in Counter(_ngrams(tokens(text), n)).values())
 
 
-def distinct_n_statistic(rounds: Sequence[Sequence[str]], n: int = 2) -> Callable[[np.ndarray], np.ndarray]:
-    """Distinct-n as a function of example weights: `rounds[j][i]` is example i's reply in sampling round j.
+def distinct_n(rounds: Sequence[Sequence[str]], n: int = 2) -> float:
+    """Unique n-grams / all n-grams of each round's texts (n-grams never span two texts), averaged over rounds.
 
-    Each round (one reply per example, like the real replies) gets its own distinct-n; the rounds are averaged, so
-    the value does not fall just because several replies per example were sampled. Under bootstrap weights it is
-    the distinct-n of the drawn examples, each counted once.
+    `rounds[j]` holds one reply per example (sampling round j), like the real replies, so the value does not fall
+    just because several replies per example were sampled. A corpus-level measure that depends on how many texts
+    there are: it has no per-example value and no bootstrap interval (a resample's repeated texts would read as
+    repetition). 0 when there are no n-grams.
     """
-    per_round = []
+    values = []
     for texts in rounds:
-        grams = [Counter(_ngrams(tokens(text), n)) for text in texts]
-        vocabulary = {gram: index for index, gram in enumerate(sorted({g for counts in grams for g in counts}))}
-        present = np.zeros((len(texts), len(vocabulary)))
-        for row, counts in enumerate(grams):
-            present[row, [vocabulary[gram] for gram in counts]] = 1
-        totals = np.array([sum(counts.values()) for counts in grams], dtype=float)
-        per_round.append((present, totals))
-
-    def distinct(weights: np.ndarray) -> np.ndarray:
-        # a resample's repeated example adds no new text: count each drawn example once (else duplicates would
-        # read as repetition and pull the interval far below the value)
-        weights = (np.asarray(weights) > 0).astype(float)
-        values = []
-        for present, totals in per_round:
-            total = weights @ totals
-            unique = ((weights @ present) > 0).sum(axis=1)
-            values.append(np.divide(unique, total, out=np.zeros_like(total), where=total > 0))
-        return np.mean(values, axis=0)
-
-    return distinct
+        grams = [gram for text in texts for gram in _ngrams(tokens(text), n)]
+        values.append(len(set(grams)) / len(grams) if grams else 0.0)
+    return sum(values) / len(values) if values else 0.0

@@ -97,7 +97,8 @@ METRICS: dict[str, MetricInfo] = {
         "unit",
         "target",
         "Unique token bigrams (words, emoji, punctuation) / all bigrams, one reply per example (averaged over "
-        "the sampling rounds); compare with the real replies' value. Far below it means repetitive replies.",
+        "the sampling rounds); compare with the real replies' value. Far below it means repetitive replies. "
+        "Corpus-level (it depends on how many replies there are): no interval.",
     ),
     "repeated_3gram_rate": MetricInfo(
         "Looping rate (repeated 3-gram)",

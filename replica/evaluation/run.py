@@ -394,7 +394,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
 
     from replica import __version__
     from replica.evaluation.intervals import draws
-    from replica.evaluation.lexical import wordnet_available
+    from replica.evaluation.lexical import distinct_n, wordnet_available
     from replica.evaluation.scoring import real_statistics, side_statistics
     from replica.evaluation.semantic import Embedder
     from replica.inference.generation import generate_replies
@@ -436,7 +436,10 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
             replies[side], nll, reference, embedder, cfg.metrics, device, cfg.seed
         )
         metrics[side] = {**summarize(statistics[side], len(examples), weights), **values}
-    metrics["real"] = summarize(real_statistics(reference), len(examples), weights)
+    metrics["real"] = {
+        **summarize(real_statistics(reference), len(examples), weights),
+        "distinct_2": distinct_n([reference.targets]),
+    }
     metrics["difference"] = differences(statistics["baseline"], statistics["finetuned"], weights)
     samples = decoding["samples"]
     probes = [

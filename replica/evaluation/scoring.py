@@ -96,7 +96,7 @@ def side_statistics(
 ) -> tuple[dict[str, Statistic], dict[str, Any]]:
     """(statistics with intervals, plain values) of one side."""
     from replica.evaluation.discriminator import discriminate
-    from replica.evaluation.lexical import distinct_n_statistic, loops
+    from replica.evaluation.lexical import distinct_n, loops
     from replica.evaluation.pii import pii_leak_count
     from replica.evaluation.semantic import pair_cosines
     from replica.evaluation.style import style_similarity, style_similarity_statistic
@@ -117,7 +117,6 @@ def side_statistics(
         "clean_stop_rate": weighted_mean([np.mean([reply.clean_stop for reply in group]) for group in replies.sampled]),
         "style_similarity": style_similarity_statistic(texts, reference.targets, reference.user_vocab),
         "discriminator_auc": discrimination.auc,
-        "distinct_2": distinct_n_statistic([[group[j] for group in texts] for j in range(per)]),
         "repeated_3gram_rate": weighted_mean([np.mean([loops(text) for text in group]) for group in texts]),
         **copy_statistics(texts, reference.memorization),
     }
@@ -127,6 +126,7 @@ def side_statistics(
             overlap_statistics([[text] for text in greedy], reference, embedder, metrics_cfg, device, GREEDY_SUFFIX)
         )
     values: dict[str, Any] = {
+        "distinct_2": distinct_n([[group[j] for group in texts] for j in range(per)]),
         "style_features": style_similarity(flat, reference.targets, reference.user_vocab).per_feature,
         "pii_leaks": None,
     }
@@ -136,12 +136,11 @@ def side_statistics(
 
 
 def real_statistics(reference) -> dict[str, Statistic]:
-    """Diversity, looping and copying of the real held-out replies: the values to aim for."""
-    from replica.evaluation.lexical import distinct_n_statistic, loops
+    """Looping and copying of the real held-out replies: the values to aim for."""
+    from replica.evaluation.lexical import loops
 
     targets = [[target] for target in reference.targets]
     return {
-        "distinct_2": distinct_n_statistic([reference.targets]),
         "repeated_3gram_rate": weighted_mean([float(loops(target)) for target in reference.targets]),
         **copy_statistics(targets, reference.memorization),
     }
