@@ -308,8 +308,8 @@ def _save(figure, path: Path) -> None:
 
 PANELS = (
     ("higher", "higher is better"),
-    ("lower", "lower is better (discriminator: 0.5 = indistinguishable)"),
-    ("target", "closest to the real replies is best"),
+    ("lower", "lower is better\n(discriminator AUC: 0.5 = indistinguishable)"),
+    ("target", "closest to the\nreal replies is best"),
 )
 
 
@@ -335,6 +335,7 @@ def plot_metrics(metrics: Mapping[str, Any], path: Path) -> bool:
     figure = Figure(figsize=(sum(widths) + 1.5, 4.8))
     axes_list = figure.subplots(1, len(panels), gridspec_kw={"width_ratios": widths}, squeeze=False)[0]
     series = [("baseline", baseline, base_ci), ("fine-tuned", finetuned, tuned_ci), ("real replies", real, real_ci)]
+    colors = {"baseline": "tab:blue", "fine-tuned": "tab:orange", "real replies": "tab:green"}
     for axes, (title, keys) in zip(axes_list, panels):
         shown = [(name, values, ci) for name, values, ci in series if any(_is_number(values.get(k)) for k in keys)]
         width = 0.8 / len(shown)
@@ -347,12 +348,15 @@ def plot_metrics(metrics: Mapping[str, Any], path: Path) -> bool:
                 if isinstance(interval, Sequence) and len(interval) == 2 and all(map(_is_number, interval)):
                     errors[0][index] = max(0.0, heights[index] - interval[0])
                     errors[1][index] = max(0.0, interval[1] - heights[index])
-            axes.bar(positions, heights, width, yerr=errors, capsize=3, label=name)
+            has_errors = any(errors[0]) or any(errors[1])
+            axes.bar(positions, heights, width, yerr=errors if has_errors else None, capsize=3, label=name,
+                     color=colors[name])
         axes.set_xticks(list(range(len(keys))), [METRICS[key].label for key in keys], rotation=30, ha="right")
         axes.set_ylim(0, 1.05)
         axes.set_title(title, fontsize=10)
-    axes_list[0].set_ylabel("score (0-1), bars = 95% CI")
-    axes_list[0].legend(fontsize=8)
+    axes_list[0].set_ylabel("score (0-1); error bars = 95% CI")
+    handles = {label: handle for axes in axes_list for handle, label in zip(*axes.get_legend_handles_labels())}
+    figure.legend(handles.values(), handles.keys(), loc="upper left", fontsize=8, ncol=len(handles))
     figure.suptitle("Baseline vs fine-tuned")
     _save(figure, path)
     return True
