@@ -182,3 +182,47 @@ def test_a_sweep_job_with_a_truncated_summary_counts_as_failed(tmp_path):
         (tmp_path / job / "summary.json").write_text(summary)
     rows = (write_sweep_summary(tmp_path)).read_text().splitlines()
     assert rows[1].startswith("0,4,3,1.5,done") and rows[2].startswith("1,8,") and rows[2].endswith("failed")
+
+
+def test_library_notices_are_silenced_but_real_problems_still_show():
+    import logging
+    import warnings
+
+    from replica.training.quiet import silence_third_party_notices
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    handler = Collect()
+    logging.getLogger().addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            silence_third_party_notices()
+            bnb = logging.getLogger("bitsandbytes.backends.cpu.ops")
+            bnb.warning("Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'")
+            bnb.warning("CUDA error: out of memory")
+            lightning = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+            lightning.info("💡 Tip: For seamless cloud logging, try installing [litlogger]")
+            lightning.warning("The number of training batches (3) is smaller than the logging interval")
+            warnings.warn_explicit("`x` is deprecated", FutureWarning, "modeling_utils.py", 1, module="transformers.modeling_utils")
+            warnings.warn_explicit("Paged optimizers are not supported on CPU. Falling back", UserWarning, "optimizer.py", 1,
+                                   module="bitsandbytes.optim.optimizer")
+            warnings.warn_explicit("attention mask is not set", UserWarning, "generation.py", 1, module="transformers.generation")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert handler.messages == ["CUDA error: out of memory", "The number of training batches (3) is smaller than the logging interval"]
+    assert [str(w.message) for w in caught] == ["attention mask is not set"]
+
+
+def test_a_failed_run_never_deletes_a_folder_holding_other_files(tmp_path):
+    own = tmp_path / "project"
+    (own / ".hydra").mkdir(parents=True)
+    (own / "notes.txt").write_text("mine")
+    result = run_train(["optimizer.lr=-1", f"hydra.run.dir={own}", *paths(tmp_path)], tmp_path, timeout=300)
+    assert_one_line_error(result, "train.py: error: invalid config", "optimizer.lr")
+    assert (own / "notes.txt").read_text() == "mine" and (own / ".hydra").is_dir()

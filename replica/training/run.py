@@ -207,15 +207,16 @@ def report_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
 
 
 def discard_unstarted_run(run_dir: str | Path) -> None:
-    """Remove a run folder that holds no checkpoint yet (its known entries only, then the folder if empty)."""
+    """Remove a run folder that holds no checkpoint yet; a folder holding anything else is left untouched."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not _is_rank_zero() or any((run_dir / "checkpoints").glob("*.ckpt")):
         return
-    for entry in run_dir.iterdir():
-        if entry.name in UNSTARTED_ENTRIES or entry.suffix == ".log":
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    if not any(run_dir.iterdir()):
-        run_dir.rmdir()
+    entries = list(run_dir.iterdir())
+    if not all(entry.name in UNSTARTED_ENTRIES or entry.suffix == ".log" for entry in entries):
+        return  # e.g. hydra.run.dir pointed at a folder with other content
+    for entry in entries:
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    run_dir.rmdir()
 
 
 def optimized_value(summary: dict[str, Any], metric: str | None) -> float | None:
