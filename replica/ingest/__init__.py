@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -97,10 +97,7 @@ def _load_one(name: str, data: bytes, date_order: str, result: LoadResult, budge
         budget.check_json_size(text, name)
         obj = _json(text, name)
         if looks_like_telegram(obj):
-            messages, owners = parse_telegram(obj, source=name)
-            result.messages.extend(messages)
-            result.owners |= owners
-            result.files.append(name)
+            _add(result, name, *parse_telegram(obj, source=name))
         elif looks_like_messenger(obj):
             return obj
         elif looks_like_discord(obj):
@@ -111,8 +108,7 @@ def _load_one(name: str, data: bytes, date_order: str, result: LoadResult, budge
         _add(result, name, *budget.parse_text(text, name, partial(parse_signal, source=name), lambda r: len(r[0])))
     elif looks_like_whatsapp(text):
         parse = partial(parse_whatsapp, source=name, chat=whatsapp_chat_name(name), date_order=date_order)
-        result.messages.extend(budget.parse_text(text, name, parse, len))
-        result.files.append(name)
+        _add(result, name, budget.parse_text(text, name, parse, len))
     elif head.startswith(("<!doctype html", "<html")):
         raise ReplicaInputError(
             "HTML export; export the chat again in JSON format (Telegram: 'Machine-readable JSON')", path=name
@@ -123,9 +119,12 @@ def _load_one(name: str, data: bytes, date_order: str, result: LoadResult, budge
     return None
 
 
-def _add(result: LoadResult, name: str, messages: list[Message], owners: set[str]) -> None:
+def _add(result: LoadResult, name: str, messages: list[Message], owners: Iterable[str] = ()) -> None:
+    """Record one parsed file: its messages (tagged with the file, for overlap detection), owners and name."""
+    for message in messages:
+        message.source = name
     result.messages.extend(messages)
-    result.owners |= owners
+    result.owners.update(owners)
     result.files.append(name)
 
 
@@ -139,8 +138,8 @@ def _load_thread(parts: list[tuple[str, dict, bool]], result: LoadResult) -> Non
             raise
         result.skipped.extend((name, reason_of(err)) for name in names)
         return
-    result.messages.extend(messages)
-    result.files.extend(names)
+    _add(result, names[0], messages)
+    result.files.extend(names[1:])
 
 
 def _json(text: str, name: str) -> object:

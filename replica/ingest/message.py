@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 KINDS = ("text", "media", "system", "deleted")
@@ -25,6 +25,7 @@ class Message:
     forwarded: bool = False  # forwarded or sent via a bot: not the sender's own words
     media: str | None = None  # one of MEDIA_TYPES when kind == "media"
     actor: str | None = None  # who caused a system line ("X joined", "X called"), when the export names them
+    source: str = field(default="", compare=False)  # display name of the file it was read from (not written)
 
     def to_json(self) -> dict:
         row = {

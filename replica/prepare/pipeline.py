@@ -14,10 +14,12 @@ from replica.ingest import LoadResult, load_exports
 from replica.ingest.message import Message
 from replica.prepare.clean import clean_messages
 from replica.prepare.config import DataConfig, parse_data_config
+from replica.prepare.dedup import drop_overlaps
 from replica.prepare.examples import build_examples
 from replica.prepare.identity import resolve_me, sender_counts
 from replica.prepare.language import chat_key, detect_chat_languages, keep_languages
 from replica.prepare.pii import PiiMasker, PrivateValues, pii_values, regions_seen
+from replica.prepare.placeholders import mark_placeholders
 from replica.prepare.split import SPLITS, split_examples
 from replica.prepare.stats import compute_stats, format_stats
 from replica.prepare.turns import build_sessions, chat_labels
@@ -32,7 +34,8 @@ class Dataset:
 
 def build_dataset(loaded: LoadResult, cfg: DataConfig) -> Dataset:
     """The dataset in memory: find the user, clean, keep wanted languages, mask PII, build turns, examples, splits."""
-    messages = loaded.messages
+    messages, overlaps = drop_overlaps(loaded)
+    messages, placeholders = mark_placeholders(messages)
     me_senders = resolve_me(messages, cfg.me, loaded.owners)
     cleaned, dropped = clean_messages(messages, media=cfg.media)
     chat_languages = detect_chat_languages(cleaned, sample=cfg.language_sample, seed=cfg.seed)
@@ -68,7 +71,7 @@ def build_dataset(loaded: LoadResult, cfg: DataConfig) -> Dataset:
         )
     splits = split_examples(examples, cfg.split, cfg.seed)
     stats = compute_stats(
-        loaded=len(messages),
+        loaded=len(loaded.messages),
         files=len(loaded.files),
         skipped_files=len(loaded.skipped),
         dropped=dropped,
@@ -77,6 +80,8 @@ def build_dataset(loaded: LoadResult, cfg: DataConfig) -> Dataset:
         chat_languages=chat_languages,
         sessions=sessions,
         splits=splits,
+        overlaps=overlaps,
+        placeholders=placeholders,
     )
     return Dataset(splits, stats)
 

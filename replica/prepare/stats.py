@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from replica.ingest.message import Message
+from replica.prepare.dedup import Overlaps
 from replica.prepare.split import SPLITS
 from replica.prepare.turns import Session
 
@@ -33,6 +34,8 @@ def compute_stats(
     chat_languages: Mapping[tuple[str, str], str],
     sessions: Sequence[Session],
     splits: Mapping[str, list[dict]],
+    overlaps: Overlaps | None = None,
+    placeholders: Sequence[Mapping] = (),
 ) -> dict:
     per_sender = sender_labels(Counter(message.sender for message in kept), me_senders)
     targets = [len(example["target"]) for name in SPLITS for example in splits[name]]
@@ -40,6 +43,8 @@ def compute_stats(
     chats_per_language = Counter(chat_languages.values())
     kept_chats = {(message.platform, message.chat) for message in kept}
     times = [message.time for message in kept]
+    overlaps = overlaps or Overlaps()
+    dropped = {**dropped, "duplicate": overlaps.dropped} if overlaps.dropped else dropped
     return {
         "files": files,
         "skipped_files": skipped_files,
@@ -63,6 +68,8 @@ def compute_stats(
             **{f"p{q}": float(np.percentile(targets, q)) if targets else 0.0 for q in PERCENTILES},
             "max": max(targets, default=0),
         },
+        "duplicates": overlaps.to_json(),
+        "suspected_placeholders": [dict(row) for row in placeholders],
     }
 
 
@@ -85,6 +92,30 @@ def format_stats(stats: Mapping) -> str:
         ("dates", f"{span['first']} .. {span['last']} ({span['days']} days)"),
         ("examples", " / ".join(f"{name} {examples[name]}" for name in SPLITS) + f" (total {examples['total']})"),
         ("target chars", ", ".join(f"{key} {value:g}" for key, value in lengths.items())),
+        ("duplicates", _duplicates_row(stats.get("duplicates"))),
+        ("placeholders", _placeholders_row(stats.get("suspected_placeholders"))),
     ]
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows)
+
+
+def _duplicates_row(duplicates: Mapping | None) -> str:
+    """"412 dropped (file 2 whatsapp 2021-03-01..2021-09-30: 300; ...)", or "none"."""
+    if not duplicates or not duplicates["dropped"]:
+        return "none"
+    files = "; ".join(
+        f"file {row['file']} {row['platform']} {row['first']}..{row['last']}: {row['dropped']}"
+        for row in duplicates["files"]
+    )
+    return f"{duplicates['dropped']} dropped ({files}); chats read from several exports: {duplicates['merged_chats']}"
+
+
+def _placeholders_row(rows: Sequence[Mapping] | None) -> str:
+    """The most repeated short messages across senders: placeholders as written, other text as its shape."""
+    if not rows:
+        return "none"
+    return ", ".join(
+        f"{row['shown']!r} {row['messages']}x by {row['senders']} senders"
+        + (" (made media)" if row["placeholder"] else "")
+        for row in rows[:5]
+    )
