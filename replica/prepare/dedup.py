@@ -13,6 +13,7 @@ take the chat name of the largest part, so one conversation is not split into tw
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -96,17 +97,21 @@ def _keys(messages: Sequence[Message]) -> list[Key]:
 def _file_rows(dropped: Counter[str], messages: Sequence[Message], files: Sequence[str]) -> list[dict]:
     """One row per file that lost duplicates: its number in reading order, platform and date span."""
     number = {name: index for index, name in enumerate(files, start=1)}
-    rows = []
-    for name in sorted(dropped, key=lambda name: number.get(name, 0)):
-        own = [message for message in messages if message.source == name]
-        rows.append({
+    spans: dict[str, list] = {}
+    for message in messages:
+        if message.source in dropped:
+            span = spans.setdefault(message.source, [message.platform, message.time, message.time])
+            span[1], span[2] = min(span[1], message.time), max(span[2], message.time)
+    return [
+        {
             "file": number.get(name, 0),
-            "platform": own[0].platform,
-            "first": min(message.time for message in own).date().isoformat(),
-            "last": max(message.time for message in own).date().isoformat(),
+            "platform": spans[name][0],
+            "first": spans[name][1].date().isoformat(),
+            "last": spans[name][2].date().isoformat(),
             "dropped": dropped[name],
-        })
-    return rows
+        }
+        for name in sorted(dropped, key=lambda name: number.get(name, 0))
+    ]
 
 
 def _same_chat_groups(parts: dict[PartId, list[int]], keys: list[Key]) -> list[list[PartId]]:
@@ -131,8 +136,9 @@ def _same_chat_groups(parts: dict[PartId, list[int]], keys: list[Key]) -> list[l
             part = parent[part]
         return part
 
+    times = {part: sorted(keys[index][0] for index in indices) for part, indices in parts.items()}
     for (a, b), matched in shared.items():
-        if matched >= MIN_SHARED_SHARE * _smaller_in_common_span(parts[a], parts[b], keys):
+        if matched >= MIN_SHARED_SHARE * _smaller_in_common_span(times[a], times[b]):
             parent[root(a)] = root(b)
     groups: dict[PartId, list[PartId]] = defaultdict(list)
     for part in parts:
@@ -140,11 +146,8 @@ def _same_chat_groups(parts: dict[PartId, list[int]], keys: list[Key]) -> list[l
     return list(groups.values())
 
 
-def _smaller_in_common_span(a: list[int], b: list[int], keys: list[Key]) -> int:
-    """Messages of the smaller part inside the minutes both parts cover (at least 1)."""
-    a_times = [keys[index][0] for index in a]
-    b_times = [keys[index][0] for index in b]
-    start = max(min(a_times), min(b_times))
-    end = min(max(a_times), max(b_times))
-    inside = [sum(start <= time <= end for time in times) for times in (a_times, b_times)]
+def _smaller_in_common_span(a: list[datetime], b: list[datetime]) -> int:
+    """Messages of the smaller part inside the minutes both parts cover (at least 1); times sorted."""
+    start, end = max(a[0], b[0]), min(a[-1], b[-1])
+    inside = [bisect_right(times, end) - bisect_left(times, start) for times in (a, b)]
     return max(1, min(inside))
