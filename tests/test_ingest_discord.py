@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from replica.errors import ReplicaInputError
 from replica.ingest import load_exports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +71,7 @@ def test_dm_export_through_the_cli(tmp_path):
     assert {(row["platform"], row["chat"]) for row in rows} == {("discord", "Ivan P.")}
     got = [(row["time"], row["sender"], row["kind"], row.get("media"), row["text"], row["edited"], row["forwarded"])
            for row in rows]
+    assert [row.get("actor") for row in rows] == [None] * 5 + ["Ivan P."] + [None] * 2
     assert got == [
         ("2024-03-02T18:00:05", "Noor", "text", None, "did the build pass?", False, False),
         ("2024-03-02T18:01:40", "Ivan P.", "text", None, "yes, finally", True, False),
@@ -111,3 +113,28 @@ def test_message_without_timestamp_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert str(path) in result.stderr and "message id 3" in result.stderr and "DiscordChatExporter" in result.stderr
+
+
+def test_fields_of_any_type_never_crash_the_parser(tmp_path):
+    """Every field of a message, its author and the channel set to every wrong type: parsed, or one clear error."""
+    odd = [None, 7, -1.5, True, "", "x", [], [1, {"a": 2}], {}, {"nested": [None]}]
+    targets = [
+        lambda export: export["channel"],
+        lambda export: export["messages"][3],
+        lambda export: export["messages"][5],
+        lambda export: export["messages"][1]["author"],
+    ]
+    path = tmp_path / "fuzz.json"
+    for pick in targets:
+        for key in sorted(pick(dm_export())):
+            for value in odd:
+                export = dm_export()
+                pick(export)[key] = value
+                path.write_text(json.dumps(export), encoding="utf-8")
+                try:
+                    messages = load_exports([path]).messages
+                except ReplicaInputError as err:
+                    assert str(path) in str(err) and "\n" not in str(err)
+                else:
+                    assert {m.platform for m in messages} == {"discord"}
+                    assert all(isinstance(m.sender, str | None) and isinstance(m.text, str) for m in messages)

@@ -48,6 +48,7 @@ def test_current_layout_in_its_chat_folder(tmp_path):
     assert {row["platform"] for row in rows} == {"signal"}
     assert {row["chat"] for row in rows} == {"Tomás Ruiz"}
     got = [(row["time"], row["sender"], row["kind"], row.get("media"), row["text"]) for row in rows]
+    assert [row.get("actor") for row in rows if row["kind"] == "system"] == ["Me"]
     assert got == [
         ("2023-02-11T09:12:40", "Tomás Ruiz", "text", None, "are we still on for saturday?"),
         ("2023-02-11T09:13:02", "Me", "text", None, "yes!\nbring the maps"),

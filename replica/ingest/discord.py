@@ -3,7 +3,7 @@
 - Sender: the author's `nickname` (server nickname / display name), else `name`.
 - Time: `timestamp` as exported (the exporter's local wall-clock time; its UTC offset is dropped).
 - `Default` and `Reply` messages are words; every other type (calls, pins, joins, renames...) is a system line
-  with `sender=None`. Bots' messages are marked `forwarded` (not a person's own words).
+  with `sender=None` and the author as `actor`. Bots' messages are marked `forwarded` (not a person's own words).
 - Attachments and stickers make a media message with the text as caption; a message with neither text nor
   attachments (embed only) is media "share".
 - Owner: the export does not name who exported it, but a DM's channel name lists the *other* participants
@@ -61,9 +61,13 @@ def _chat_name(obj: dict) -> str:
     guild, channel = obj["guild"], obj["channel"]
     name = str(channel.get("name") or channel.get("id") or "Discord channel")
     guild_name = guild.get("name")
-    if guild_name and guild_name != DM_GUILD and channel.get("type") not in DIRECT_KINDS:
+    if guild_name and guild_name != DM_GUILD and not _is_direct(channel):
         return f"{guild_name} #{name}"
     return name
+
+
+def _is_direct(channel: dict) -> bool:
+    return isinstance(channel.get("type"), str) and channel["type"] in DIRECT_KINDS
 
 
 def _author(raw: dict) -> dict:
@@ -71,15 +75,26 @@ def _author(raw: dict) -> dict:
 
 
 def _sender(author: dict) -> str:
-    return str(author.get("nickname") or author.get("name") or UNKNOWN_AUTHOR)
+    return next((name for name in _names(author)), UNKNOWN_AUTHOR)
+
+
+def _names(author: dict) -> list[str]:
+    """The author's nickname and user name, where they are non-empty strings."""
+    return [name for name in (author.get("nickname"), author.get("name")) if isinstance(name, str) and name]
+
+
+def _is_words(raw: dict) -> bool:
+    """A person's message (`Default`, `Reply`) rather than a system event; a missing type counts as `Default`."""
+    kind = raw.get("type", "Default")
+    return isinstance(kind, str) and kind in WORD_TYPES
 
 
 def _message(raw: dict, chat: str, source: str) -> Message:
     time = _time(raw, source)
     author = _author(raw)
     text = raw["content"] if isinstance(raw.get("content"), str) else ""
-    if raw.get("type", "Default") not in WORD_TYPES:
-        return Message(time, None, text, "system", "discord", chat)
+    if not _is_words(raw):
+        return Message(time, None, text, "system", "discord", chat, actor=_sender(author) if author else None)
     media = _media(raw)
     if media is None and not text.strip():
         media = "share"  # embeds only (a link card, a bot's rich message)
@@ -99,7 +114,8 @@ def _message(raw: dict, chat: str, source: str) -> Message:
 def _media(raw: dict) -> str | None:
     if raw.get("stickers"):
         return "sticker"
-    for attachment in raw.get("attachments") or []:
+    attachments = raw.get("attachments")
+    for attachment in attachments if isinstance(attachments, list) else []:
         if isinstance(attachment, dict):
             return media_of_file(str(attachment.get("fileName") or attachment.get("url") or ""))
     return None
@@ -119,19 +135,16 @@ def _time(raw: dict, source: str) -> datetime:
 def _owners(obj: dict, raws: list[dict]) -> set[str]:
     """The one human author of a direct chat whose name the channel name (the other participants) does not list."""
     channel = obj["channel"]
-    if channel.get("type") not in DIRECT_KINDS or not isinstance(channel.get("name"), str):
+    if not _is_direct(channel) or not isinstance(channel.get("name"), str):
         return set()
     listed = {name.strip() for name in channel["name"].split(", ")}
     authors: dict[str, dict] = {}
     for raw in raws:
         author = _author(raw)
-        if raw.get("type", "Default") in WORD_TYPES and author.get("id") is not None:
+        if _is_words(raw) and author.get("id") is not None:
             authors.setdefault(str(author["id"]), author)
-    unlisted = [
-        a for a in authors.values() if not a.get("isBot") and not {a.get("name"), a.get("nickname")} & listed
-    ]
+    unlisted = [a for a in authors.values() if not a.get("isBot") and not set(_names(a)) & listed]
     named_recipients = channel["type"] == "DirectTextChat" or len(unlisted) < len(authors)
     if len(unlisted) != 1 or not named_recipients:
         return set()
-    owner = unlisted[0]
-    return {str(value) for value in (owner.get("nickname"), owner.get("name")) if value}
+    return set(_names(unlisted[0]))

@@ -95,7 +95,7 @@ def _message(match: re.Match, body: str, chat: str) -> Message:
     if caption == DELETED and not media:
         return Message(time, sender, "", "deleted", "signal", chat)
     if _CALL.match(caption) and not media:
-        return Message(time, None, caption, "system", "signal", chat)
+        return Message(time, None, caption, "system", "signal", chat, actor=sender)
     if stickers:
         media.insert(0, "sticker")
     if media:
