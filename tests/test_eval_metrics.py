@@ -194,12 +194,14 @@ def test_style_statistic_matches_style_similarity() -> None:
 
 
 def test_memorization_copies_and_longest_common_substring() -> None:
-    memory = Memorization(["Ci vediamo alle 8 da Gino", "ok", "ahahah che ridere"])
+    memory = Memorization(["Ci vediamo alle 8 da Gino", "ok", "ahahah che ridere"], max_indexed_chars=10**6)
     assert memory.is_copy("ci  vediamo alle 8 DA GINO") and memory.is_copy("OK")
     assert not memory.is_copy("ci vediamo alle 9 da gino") and not memory.is_copy("")
     assert memory.longest_common_substring("allora ci vediamo alle 9") == len("ci vediamo alle ")  # the training reply starts there
     assert memory.longest_common_substring("xyz") == 0
     assert memory.longest_common_substring("ok ahahah") == len("ahahah")  # no match across two training replies
+    small = Memorization(["Ci vediamo alle 8 da Gino", "ok", "ahahah che ridere"], max_indexed_chars=21)
+    assert small.indexed == 2 and small.is_copy("ci vediamo alle 8 da gino")  # copies still use every reply
 
 
 def test_distinctive_words_favour_the_user() -> None:

@@ -7,6 +7,7 @@ suffix automaton of all training replies (linear in their total length), so one 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Sequence
 
 SEPARATOR = "\x00"  # never inside a normalized reply, so no match spans two training replies
@@ -70,11 +71,25 @@ class SubstringIndex:
 
 
 class Memorization:
-    """Copy and overlap measures of replies against the training replies."""
+    """Copy and overlap measures of replies against the training replies.
 
-    def __init__(self, training_replies: Sequence[str]) -> None:
+    Copies are checked against every training reply. The substring index costs ~400 bytes per indexed character,
+    so past `max_indexed_chars` it is built on a seeded sample of the distinct training replies (`indexed` says
+    how many), keeping memory bounded on large chat histories.
+    """
+
+    def __init__(self, training_replies: Sequence[str], max_indexed_chars: int, seed: int = 0) -> None:
         self.training = {normalize(text) for text in training_replies} - {""}
-        self.index = SubstringIndex(training_replies)
+        distinct = sorted(self.training)
+        random.Random(seed).shuffle(distinct)
+        kept, budget = [], max_indexed_chars
+        for text in distinct:
+            if len(text) + 1 > budget:
+                continue
+            kept.append(text)
+            budget -= len(text) + 1
+        self.indexed = len(kept)
+        self.index = SubstringIndex(kept)
 
     def is_copy(self, text: str) -> bool:
         return normalize(text) in self.training

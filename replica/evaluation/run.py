@@ -62,6 +62,7 @@ SETTING_RULES = (
     ("decoding.max_new_tokens", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("decoding.greedy", lambda v: isinstance(v, bool), "true or false"),
     ("intervals.resamples", lambda v: isinstance(v, int) and v >= 100, "an integer >= 100"),
+    ("memorization.max_indexed_chars", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("eval.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
 )
 
@@ -164,12 +165,14 @@ def user_and_other_texts(train_rows: Sequence[dict]) -> tuple[list[str], list[st
     return list(user), list(other)
 
 
-def build_reference(examples: list[dict], train_rows: Sequence[dict], secrets: set[str] | None) -> Reference:
+def build_reference(
+    examples: list[dict], train_rows: Sequence[dict], secrets: set[str] | None, max_indexed_chars: int, seed: int
+) -> Reference:
     from replica.evaluation.memorization import Memorization
     from replica.evaluation.style import distinctive_words
 
     user, other = user_and_other_texts(train_rows)
-    memorization = Memorization([row["target"] for row in train_rows])
+    memorization = Memorization([row["target"] for row in train_rows], max_indexed_chars, seed)
     return Reference(examples, memorization, distinctive_words(user, other), secrets)
 
 
@@ -408,7 +411,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     train_rows = load_split(data_cfg["dataset_dir"], "train")
     examples = sample_examples(split_rows, cfg.eval.max_examples, cfg.seed)
     secrets, pii_note = leak_secrets(data_cfg)
-    reference = build_reference(examples, train_rows, secrets)
+    reference = build_reference(examples, train_rows, secrets, cfg.memorization.max_indexed_chars, cfg.seed)
     device = resolve_device(cfg.eval.device)
     embedder = Embedder(cfg.metrics.embedder, device=device)
     decoding = OmegaConf.to_container(cfg.decoding, resolve=True)
@@ -456,6 +459,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         "n_examples": len(examples),
         "split_size": len(split_rows),
         "train_replies": len(train_rows),
+        "substring_index_replies": f"{reference.memorization.indexed} of {len(reference.memorization.training)} "
+        "distinct training replies",
         "perplexity_tokens": tokens,
         "base_model": info.meta["base_model"],
         "format": info.meta["format"],

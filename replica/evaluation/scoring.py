@@ -16,7 +16,6 @@ import numpy as np
 
 from replica.evaluation.intervals import Statistic, weighted_mean, weighted_percentile, weighted_ratio
 
-OVERLAP = ("bertscore_f1", "meteor", "semantic_similarity")
 GREEDY_SUFFIX = "_greedy"
 
 
