@@ -86,10 +86,6 @@ _E2EE_MEDIA = (  # file extension of an end-to-end-encrypted export's media uri 
 )
 
 
-def _is_e2ee(part: dict) -> bool:
-    return "threadName" in part or any(isinstance(m, dict) and "senderName" in m for m in part["messages"])
-
-
 def _classic_message(raw: dict) -> dict:
     """An end-to-end-encrypted export's message (camelCase keys, 2024+) in the classic schema."""
     if "timestamp_ms" in raw:
