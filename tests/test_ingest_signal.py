@@ -86,6 +86,14 @@ def test_a_signal_export_is_never_read_as_whatsapp(tmp_path):
         assert {row["platform"] for row in rows} == {"signal"}, name
 
 
+def test_a_chat_of_quoted_replies_and_reactions_is_still_signal(tmp_path):
+    reply = "[2023-03-0{d} 10:00:00] Aya: \n\n> what time?\n> and where?\n\nnoon, at the bridge  \n(- Me: 👍 -)\n"
+    path = tmp_path / "replies.txt"
+    path.write_text("".join(reply.format(d=day) for day in range(1, 8)), encoding="utf-8")
+    rows = parse_cli(path)
+    assert [(row["platform"], row["sender"], row["text"]) for row in rows] == [("signal", "Aya", "noon, at the bridge")] * 7
+
+
 def test_iso_dated_whatsapp_ios_export_stays_whatsapp(tmp_path):
     # Swedish iOS WhatsApp writes ISO dates with seconds and no trailing spaces: not Signal evidence.
     path = tmp_path / "WhatsApp Chat - Aya.txt"

@@ -37,22 +37,26 @@ _CALL = re.compile(
     r"^(?:(?:Incoming|Outgoing|Missed) (?:voice |video )?call(?: \([^)\n]*\))?)$"
 )
 _SAMPLE_LINES = 200
-_MIN_HEADER_SHARE = 0.5
+_SAMPLE_CHARS = 64 * 1024  # only the head of a file is looked at
+_MIN_HEADER_SHARE = 0.25  # quotes, reactions and multi-line bodies add lines between headers
+_MIN_SPACED_SHARE = 0.5  # messages (per header) whose last line ends with signal-export's two spaces
 
 
 def looks_like_signal(text: str, name: str) -> bool:
     """True when the file opens with Signal headers and carries evidence that WhatsApp never writes."""
-    lines = [line for line in text.lstrip("\ufeff").splitlines()[:_SAMPLE_LINES] if line.strip()]
+    head = text[: _SAMPLE_CHARS].lstrip("\ufeff").splitlines()[:_SAMPLE_LINES]
+    lines = [line for line in head if line.strip()]
     if not lines or not _HEADER.match(lines[0]):
         return False
     headers = [match for line in lines if (match := _HEADER.match(line))]
-    if len(headers) < _MIN_HEADER_SHARE * len(lines):
+    own_lines = [line for line in lines if not line.startswith(">") and not _REACTIONS_LINE.match(line)]
+    if len(headers) < _MIN_HEADER_SHARE * len(own_lines):  # quoted and reaction lines are signal-export's own
         return False
     if PurePosixPath(name.replace("\\", "/")).suffix.lower() == ".md":
         return True
     if any(match["sep"] == ", " and match["second"] is None for match in headers):
         return True
-    if sum(line.endswith("  ") for line in lines) >= _MIN_HEADER_SHARE * len(headers):
+    if sum(line.endswith("  ") for line in lines) >= _MIN_SPACED_SHARE * len(headers):
         return True
     return any(_LINK.search(line) or _REACTIONS_LINE.match(line) for line in lines)
 
