@@ -430,3 +430,17 @@ def test_log_opening_with_a_chat_line_then_mostly_other_lines_is_not_an_export()
 def test_chat_with_long_multiline_messages_is_an_export():
     chat = "".join(f"12/03/2021, 21:{i:02d} - Anna: verse {i}\n" + "a line of the poem\n" * 6 for i in range(20))
     assert why_not_whatsapp(chat) is None
+
+
+def test_folder_run_skips_a_source_file_quoting_chat_lines_with_the_reason(tmp_path):
+    from replica.ingest import load_exports
+
+    (tmp_path / "quote.py").write_text('"""Sample."""\nLINES = """\n12/03/2021, 21:04 - Anna: hi\n'
+                                       '12/03/2021, 21:05 - Ben: hello\n"""\n\ndef f():\n    return LINES\n',
+                                       encoding="utf-8")
+    (tmp_path / "WhatsApp Chat with Anna.txt").write_text("12/03/2021, 21:04 - Anna: hi\n12/03/2021, 21:05 - Ben: yo\n",
+                                                          encoding="utf-8")
+    result = load_exports([tmp_path])
+    assert [(m.sender, m.text) for m in result.messages] == [("Anna", "hi"), ("Ben", "yo")]
+    ((name, reason),) = result.skipped
+    assert name.endswith("quote.py") and "first line is not a WhatsApp message header" in reason

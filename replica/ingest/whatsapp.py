@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import cache
 
 from replica.errors import ReplicaInputError
 from replica.ingest.message import Message
@@ -76,7 +77,14 @@ HEADER_FAMILIES: dict[str, str] = {
     "spaced": rf"{_M}{_date_time(_SPACED_DATE)}{_S}{_REST}",  # '13. 6. 2018. 21:25:15 Name: text'
 }
 _LINE_RX = {name: re.compile(pattern) for name, pattern in HEADER_FAMILIES.items()}
-_TEXT_RX = {name: re.compile("^" + pattern, re.MULTILINE) for name, pattern in HEADER_FAMILIES.items()}
+
+
+@cache
+def _text_rx(family: str) -> re.Pattern:
+    """The whole-text header regex of one family, compiled on first use (start-up stays short)."""
+    return re.compile("^" + HEADER_FAMILIES[family], re.MULTILINE)
+
+
 _DATE_PARTS_RX = re.compile(r"(\d+)\D+(\d+)\D+(\d+)")
 _SAMPLE_LINES = 50
 _DETECT_LINES = 400  # lines read to decide whether a text file is an export
@@ -155,7 +163,7 @@ def parse_whatsapp(text: str, *, source: str, chat: str, date_order: str = "auto
     if family is None:
         raise ReplicaInputError(f"no message header found: this does not look like a WhatsApp chat export; "
                                 f"{HOW_TO_EXPORT}", path=source)
-    matches = list(_TEXT_RX[family].finditer(text))
+    matches = list(_text_rx(family).finditer(text))
     dates = _parse_dates(text, matches, date_order, source)
     return _build_messages(text, matches, dates, ios=family == "ios", chat=chat, source=source)
 
@@ -172,7 +180,7 @@ def _detect_family(text: str) -> str | None:
     best = max(counts, key=counts.__getitem__)
     if counts[best]:
         return best
-    found = [(m.start(), name) for name, rx in _TEXT_RX.items() if (m := rx.search(text))]
+    found = [(m.start(), name) for name in HEADER_FAMILIES if (m := _text_rx(name).search(text))]
     return min(found)[1] if found else None
 
 
