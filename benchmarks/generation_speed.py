@@ -28,9 +28,9 @@ WARMUP_PROMPTS = 4
 def val_contexts(run_dir: Path, count: int) -> list[list[dict]]:
     """`count` contexts of the run's val split, cycling through it when it is shorter."""
     from replica.evaluation.run import load_split
-    from replica.run_dir import inspect_run
+    from replica.prepare.pipeline import run_dataset
 
-    rows = load_split(inspect_run(run_dir).config["data"]["dataset_dir"], "val")
+    rows = load_split(run_dataset(run_dir).dir, "val")
     return [rows[index % len(rows)]["context"] for index in range(count)]
 
 

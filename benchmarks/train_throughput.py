@@ -290,14 +290,13 @@ def prepare(overrides: Sequence[str]):
     """Composed config, prepared dataset, tiny base model path and the train split (as train.py builds them)."""
     from hydra.utils import instantiate
 
-    from data_modules.chat_datamodule import prepare_cached
     from replica.config import compose, validate
     from replica.training.base_model import resolve_model_path
 
     cfg = compose("train", [*DEFAULT_OVERRIDES, *overrides])
     validate(cfg)
-    prepare_cached(cfg.data, announce=lambda *_: None)
-    datamodule = instantiate(cfg.datamodule, data=cfg.data, preview_path=None)
+    datamodule = instantiate(cfg.datamodule, data=cfg.data, preview_path=None, record_path=None)
+    datamodule.prepare_data()
     base_path = resolve_model_path(cfg.model, datamodule.train_texts, cfg.paths.cache_dir)
     return cfg, base_path, datamodule.load_split("train")
 

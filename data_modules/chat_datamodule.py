@@ -1,12 +1,9 @@
-"""ChatDataModule: exports -> cached dataset (prepare_data) -> tokenized reply-only examples (setup)."""
+"""ChatDataModule: exports -> content-addressed dataset (prepare_data) -> tokenized reply-only examples (setup)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from lightning import LightningDataModule
@@ -15,8 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 import torch
 from torch.utils.data import DataLoader
 
-from replica.atomic import read_jsonl, write_jsonl, write_text
+from replica.atomic import read_jsonl, write_json, write_jsonl
 from replica.errors import ReplicaInputError
+from replica.prepare.config import parse_data_config
+from replica.prepare.pipeline import prepare_dataset
+from replica.prepare.store import PreparedDataset, dataset_folder, dataset_identity, open_dataset
 from replica.training.batching import GroupedBatchSampler, PadCollator, ResumableLoader
 from replica.training.formatting import IGNORE_INDEX, ChatFormatter
 from replica.training.tokens import RoleTokens
@@ -24,42 +24,6 @@ from replica.training.tokens import RoleTokens
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-FORMAT_KEYS = ("format", "max_length")  # data keys that change tokenization, not the prepared dataset
-CACHE_KEY_FILE = ".replica_cache_key"
-
-
-def _plain(cfg: Mapping) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-
-
-def dataset_cache_key(data_cfg: Mapping) -> str:
-    """Hash of every export file's bytes plus the data config that shapes the dataset."""
-    cfg = {k: v for k, v in _plain(data_cfg).items() if k not in FORMAT_KEYS and k != "dataset_dir"}
-    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
-    for root in cfg.get("exports") or []:
-        root = Path(root).expanduser()
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        for path in files:
-            digest.update(str(path.relative_to(root.parent) if root.is_dir() else path.name).encode())
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
-
-
-def prepare_cached(data_cfg: Mapping, *, announce=log.info) -> Path:
-    """Run the ingest pipeline unless `dataset_dir` already holds the output for these exports + config."""
-    from replica.prepare.pipeline import prepare_dataset
-
-    out = Path(data_cfg["dataset_dir"]).expanduser()
-    key = dataset_cache_key(data_cfg)
-    marker = out / CACHE_KEY_FILE
-    if marker.exists() and marker.read_text().strip() == key and all((out / f"{s}.jsonl").exists() for s in SPLITS):
-        announce(f"dataset up to date in {out}")
-        return out
-    prepare_dataset(data_cfg, log=announce)
-    write_text(marker, key + "\n")
-    return out
 
 
 class ChatDataModule(LightningDataModule):
@@ -75,6 +39,7 @@ class ChatDataModule(LightningDataModule):
         pad_to_multiple_of: int | None = None,
         preview_examples: int = 8,
         preview_path: str | None = None,
+        record_path: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -86,7 +51,9 @@ class ChatDataModule(LightningDataModule):
         self.pad_to_multiple_of = pad_to_multiple_of
         self.preview_examples = preview_examples
         self.preview_path = preview_path
+        self.record_path = record_path
         self.seed = seed
+        self._dataset: PreparedDataset | None = None
         self.tokenizer = None
         self.formatter: ChatFormatter | None = None
         self.encoded: dict[str, list[dict]] = {}
@@ -95,19 +62,29 @@ class ChatDataModule(LightningDataModule):
         self._train_loader: ResumableLoader | None = None
         self._train_loader_state: dict | None = None
 
-    @property
-    def dataset_dir(self) -> Path:
-        return Path(self.data_cfg["dataset_dir"]).expanduser()
-
     def prepare_data(self) -> None:
-        prepare_cached(self.data_cfg)
+        """Build or reuse the content-addressed dataset and record its identity in the run folder."""
+        if self._dataset is None:
+            self._dataset = prepare_dataset(self.data_cfg, log=log.info)
+        if self.record_path:
+            data = OmegaConf.to_container(self.data_cfg, resolve=True) if isinstance(self.data_cfg, DictConfig) else dict(self.data_cfg)
+            write_json(self.record_path, self._dataset.record(parse_data_config(data), data))
+
+    @property
+    def dataset(self) -> PreparedDataset:
+        """The published dataset of these exports + data config (another rank's prepare_data built it)."""
+        if self._dataset is None:
+            cfg = parse_data_config(self.data_cfg)
+            identity = dataset_identity(cfg)
+            folder = dataset_folder(cfg, identity)
+            self._dataset = open_dataset(folder, identity.key)
+            if self._dataset is None:
+                raise ReplicaInputError(f"{folder}: the dataset is not prepared; run `replica prepare` or train.py")
+        return self._dataset
 
     def load_split(self, split: str) -> list[dict]:
-        path = self.dataset_dir / f"{split}.jsonl"
-        if not path.exists():
-            raise ReplicaInputError(f"{path} is missing: run `replica prepare` (or train.py) to build the dataset")
         if split not in self.raw:
-            self.raw[split] = read_jsonl(path)
+            self.raw[split] = read_jsonl(self.dataset.split_path(split))
         return self.raw[split]
 
     def attach(self, tokenizer, tokens: RoleTokens) -> None:
@@ -134,7 +111,7 @@ class ChatDataModule(LightningDataModule):
                 log.warning("%s: %d examples dropped (reply longer than data.max_length)", split, dropped)
         if not self.encoded["train"] or not self.encoded["val"]:
             raise ReplicaInputError(
-                f"{self.dataset_dir}: the train or val split is empty; add more chats or lower data.context_min"
+                f"{self.dataset.dir}: the train or val split is empty; add more chats or lower data.context_min"
             )
         self.write_preview()
 

@@ -82,7 +82,7 @@ class MaskSchema:
 class DataSchema:
     exports: list[str] = field(default_factory=list)
     me: list[str] = field(default_factory=list)
-    dataset_dir: str = MISSING
+    datasets_dir: str = MISSING
     max_input_mib: int = 256
     max_messages: int = 1000000
     date_order: str = "auto"

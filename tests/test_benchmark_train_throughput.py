@@ -16,7 +16,7 @@ SCRIPT = ROOT / "benchmarks" / "train_throughput.py"
 @pytest.mark.slow
 def test_three_step_run_reports_both_sides(tmp_path):
     command = [sys.executable, str(SCRIPT), "--steps", "3", "--batch-size", "4",
-               f"data.dataset_dir={tmp_path / 'dataset'}"]
+               f"data.datasets_dir={tmp_path / 'datasets'}"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -173,18 +174,32 @@ def test_bad_export_fails_with_one_line_naming_the_file(tmp_path, command, name,
 
 
 # ---- prepare -----------------------------------------------------------------------------------------------
-def test_prepare_writes_the_dataset_and_prints_the_stats(tmp_path):
-    dataset = tmp_path / "dataset"
-    result = replica("prepare", f"data.dataset_dir={dataset}", cwd=tmp_path)
+def test_prepare_writes_one_content_addressed_dataset_and_reuses_it(tmp_path):
+    store = tmp_path / "datasets"
+    result = replica("prepare", f"data.datasets_dir={store}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert sorted(path.name for path in dataset.iterdir()) == ["stats.json", "test.jsonl", "train.jsonl", "val.jsonl"]
+    (dataset,) = store.iterdir()
+    assert re.fullmatch(r"[0-9a-f]{64}", dataset.name)
+    assert sorted(path.name for path in dataset.iterdir()) == [
+        "manifest.json", "stats.json", "test.jsonl", "train.jsonl", "val.jsonl"]
     stats = json.loads((dataset / "stats.json").read_text())
     parsed = replica("parse", str(SAMPLE), cwd=tmp_path).stdout.splitlines()
     assert stats["messages"]["loaded"] == len(parsed)
     train = [json.loads(line) for line in (dataset / "train.jsonl").read_text().splitlines()]
     assert len(train) == stats["examples"]["train"] > 0
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert manifest["key"] == dataset.name
+    assert manifest["files"] == {name: hashlib.sha256((dataset / name).read_bytes()).hexdigest()
+                                 for name in ("train.jsonl", "val.jsonl", "test.jsonl")}
     assert f"examples      train {stats['examples']['train']} / val" in result.stdout
     assert result.stdout.rstrip().endswith(str(dataset))
+    written = {path.name: path.stat().st_mtime_ns for path in dataset.iterdir()}
+
+    again = replica("prepare", f"data.datasets_dir={store}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "up to date" in again.stdout and again.stdout.rstrip().endswith(str(dataset))
+    assert list(store.iterdir()) == [dataset]
+    assert {path.name: path.stat().st_mtime_ns for path in dataset.iterdir()} == written
 
 
 def test_prepare_expands_home_in_export_paths(exports, tmp_path):
@@ -193,10 +208,11 @@ def test_prepare_expands_home_in_export_paths(exports, tmp_path):
     (home / "chats" / "WhatsApp Chat with Luca Ferri.txt").write_bytes(
         (SAMPLE / "whatsapp" / "WhatsApp Chat with Luca Ferri.txt").read_bytes()
     )
-    result = replica("prepare", "data.exports=[~/chats]", "data.dataset_dir=~/dataset", "data.me=['Marco Bianchi']",
+    result = replica("prepare", "data.exports=[~/chats]", "data.datasets_dir=~/datasets", "data.me=['Marco Bianchi']",
                      cwd=tmp_path, env={"HOME": str(home)})
     assert result.returncode == 0, result.stderr
-    assert (home / "dataset" / "train.jsonl").stat().st_size > 0
+    (dataset,) = (home / "datasets").iterdir()
+    assert (dataset / "train.jsonl").stat().st_size > 0
 
 
 @pytest.mark.parametrize(
@@ -206,14 +222,16 @@ def test_prepare_expands_home_in_export_paths(exports, tmp_path):
         (["data.me=['Nobody Here']"], "data.me"),
         (["data.exports=[/no/such/export]"], "/no/such/export"),
         (["data.split=[0.5,0.5,0.5]"], "data.split"),
+        (["data.dataset_dir=/tmp/old-style"], "data.dataset_dir"),
     ],
 )
-def test_failed_prepare_reports_one_line_and_leaves_the_old_dataset_alone(tmp_path, overrides, named):
-    dataset = tmp_path / "dataset"
-    dataset.mkdir()
+def test_failed_prepare_reports_one_line_and_leaves_the_store_alone(tmp_path, overrides, named):
+    store = tmp_path / "datasets"
+    old_dataset = store / ("0" * 64)
+    old_dataset.mkdir(parents=True)
     old = '{"context": [], "target": "old"}\n'.encode()
-    (dataset / "train.jsonl").write_bytes(old)
-    result = replica("prepare", f"data.dataset_dir={dataset}", *overrides, cwd=tmp_path)
+    (old_dataset / "train.jsonl").write_bytes(old)
+    result = replica("prepare", f"data.datasets_dir={store}", *overrides, cwd=tmp_path)
     assert_one_line_error(result, named)
-    assert (dataset / "train.jsonl").read_bytes() == old
-    assert sorted(path.name for path in dataset.iterdir()) == ["train.jsonl"]
+    assert (old_dataset / "train.jsonl").read_bytes() == old
+    assert list(store.iterdir()) == [old_dataset]

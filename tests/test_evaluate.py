@@ -135,7 +135,7 @@ def test_adapter_is_enabled_again_after_the_baseline_pass(run_dir):
     from replica.inference.loading import load_run
 
     model, formatter, info = load_run(run_dir)
-    examples = load_split(info.config["data"]["dataset_dir"], "val")[:8]
+    examples = load_split(json.loads((run_dir / "dataset.json").read_text())["dir"], "val")[:8]
     contexts = [example["context"] for example in examples]
     sampling = Sampling(max_new_tokens=12)
 
@@ -195,12 +195,13 @@ def test_incompatible_run_format_is_one_line_error(run_dir, tmp_path):
 def test_failed_evaluation_keeps_the_previous_report(evaluated):
     run_dir, _, _ = evaluated
     previous = (run_dir / "eval" / "metrics.json").read_bytes()
-    dataset = Path(json.loads((run_dir / "adapter" / "replica.json").read_text())["config"]["data"]["dataset_dir"])
+    dataset = Path(json.loads((run_dir / "dataset.json").read_text())["dir"])
     test_split = dataset / "test.jsonl"
     aside = test_split.with_name("test.jsonl.aside")
     test_split.rename(aside)
     try:
-        assert_one_line_error(run_cli(f"run_dir={run_dir}", f"eval.max_examples={EXAMPLES}"), "evaluate.py: error:", "test split is missing")
+        assert_one_line_error(run_cli(f"run_dir={run_dir}", f"eval.max_examples={EXAMPLES}"), "evaluate.py: error:",
+                              str(dataset), "test.jsonl was changed or removed")
     finally:
         aside.rename(test_split)
     assert (run_dir / "eval" / "metrics.json").read_bytes() == previous

@@ -65,7 +65,7 @@ def test_config_validation_lists_every_problem_in_one_line(tmp_path):
 
 
 def test_missing_keys_are_named_once(tmp_path):
-    with pytest.raises(ReplicaInputError, match=r"^invalid data config: missing data.me, data.dataset_dir"):
+    with pytest.raises(ReplicaInputError, match=r"^invalid data config: missing data.me, data.datasets_dir"):
         parse_data_config({"exports": ["x"]})
 
 
@@ -119,10 +119,12 @@ def test_prepare_dataset_end_to_end_on_a_whatsapp_export(tmp_path):
     export.write_text(WHATSAPP_EXPORT, encoding="utf-8")
     logged: list[str] = []
     cfg = data_cfg(tmp_path, exports=[str(export.parent)], me=["marco bianchi"])
-    stats = prepare_dataset(cfg, log=logged.append)
+    out = prepare_dataset(cfg, log=logged.append).dir
+    stats = json.loads((out / "stats.json").read_text("utf-8"))
 
-    out = tmp_path / "data" / "dataset"
-    assert sorted(path.name for path in out.iterdir()) == ["stats.json", "test.jsonl", "train.jsonl", "val.jsonl"]
+    assert out.parent == tmp_path / "data" / "datasets"
+    assert sorted(path.name for path in out.iterdir()) == [
+        "manifest.json", "stats.json", "test.jsonl", "train.jsonl", "val.jsonl"]
     rows = {name: [json.loads(line) for line in (out / f"{name}.jsonl").read_text("utf-8").splitlines()]
             for name in ("train", "val", "test")}
     assert all(rows.values()) and sum(map(len, rows.values())) == 20  # two user turns a day, ten days
@@ -136,7 +138,6 @@ def test_prepare_dataset_end_to_end_on_a_whatsapp_export(tmp_path):
     targets = {row["target"] for split in rows.values() for row in split}
     assert targets == {"sì certo, a che ora ci vediamo stasera?",
                        "perfetto, allora passo prima dal supermercato\n<media>"}
-    assert json.loads((out / "stats.json").read_text("utf-8")) == stats
     written = "".join(path.read_text("utf-8") for path in out.iterdir()) + "\n".join(logged)
     for value in ["Luca", "333 123 4567"]:
         assert value not in written

@@ -40,7 +40,8 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
 
     prepare = subcommands.add_parser(
         "prepare", help="build the training dataset from data.exports (Hydra overrides)",
-        description="Build dataset_dir/{train,val,test}.jsonl and stats.json from the exports.",
+        description="Build the dataset of the exports + data config in data.datasets_dir/<sha256>/ "
+        "({train,val,test}.jsonl, stats.json, manifest.json), or reuse it if it is already there.",
         epilog="example: replica prepare data.exports=[~/chats] data.me=\"['Léa']\"",
     )
     prepare.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides, e.g. data.me=\"['Léa']\"")
@@ -173,25 +174,25 @@ def run_prepare(args: argparse.Namespace) -> int:
     validate(cfg)
     data = expand_user_paths(OmegaConf.to_container(cfg.data, resolve=True))
     exports = data["exports"] if isinstance(data["exports"], list) else [data["exports"]]
-    print(f"preparing a dataset from {len(exports)} export path(s) into {data['dataset_dir']}", flush=True)
+    print(f"preparing a dataset from {len(exports)} export path(s) in {data['datasets_dir']}", flush=True)
     try:
         prepare_dataset(data, log=lambda line: print(line, flush=True))
     except OSError as err:
-        where = err.filename or data["dataset_dir"]
-        raise ReplicaInputError(f"cannot write the dataset ({err.strerror}); set data.dataset_dir to a writable "
+        where = err.filename or data["datasets_dir"]
+        raise ReplicaInputError(f"cannot write the dataset ({err.strerror}); set data.datasets_dir to a writable "
                                 "folder", path=str(where)) from None
     return 0
 
 
 def expand_user_paths(data: dict[str, Any]) -> dict[str, Any]:
-    """`~` in data.exports and data.dataset_dir means the home folder, as in a shell."""
+    """`~` in data.exports and data.datasets_dir means the home folder, as in a shell."""
     exports = data.get("exports")
     if isinstance(exports, str):
         data["exports"] = os.path.expanduser(exports)
     elif isinstance(exports, list):
         data["exports"] = [os.path.expanduser(path) if isinstance(path, str) else path for path in exports]
-    if isinstance(data.get("dataset_dir"), str):
-        data["dataset_dir"] = os.path.expanduser(data["dataset_dir"])
+    if isinstance(data.get("datasets_dir"), str):
+        data["datasets_dir"] = os.path.expanduser(data["datasets_dir"])
     return data
 
 

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from replica.atomic import read_jsonl, write_json, write_jsonl, write_text
 from replica.errors import ReplicaInputError
+from replica.prepare.store import read_run_record
 from replica.run_dir import RunInfo, inspect_run
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,9 @@ def precheck(argv: Sequence[str]) -> RunInfo:
     problems = setting_problems(cfg)
     if problems:
         raise ReplicaInputError("invalid config: " + "; ".join(problems))
-    return inspect_run(cfg.run_dir)
+    info = inspect_run(cfg.run_dir)
+    read_run_record(info.run_dir)
+    return info
 
 
 SETTING_RULES = (
@@ -87,16 +90,13 @@ def resolve_device(name: str) -> str:
 
 
 def load_split(dataset_dir: str | Path, split: str) -> list[dict]:
-    """Examples of one split of the run's dataset; a clear error when it is gone or empty."""
+    """Examples of one split of a prepared dataset folder; a clear error when it is missing or empty."""
     if split not in SPLITS:
         raise ReplicaInputError(f"eval.split={split!r} is not one of {', '.join(SPLITS)}")
     path = Path(dataset_dir) / f"{split}.jsonl"
     if not path.is_file():
-        raise ReplicaInputError(
-            f"the run's {split} split is missing; rebuild the dataset with `replica prepare` and the run's data "
-            "config, or pick another split with eval.split=val",
-            path=str(path),
-        )
+        raise ReplicaInputError(f"the {split} split is missing; delete this dataset folder to rebuild it",
+                                path=str(path))
     rows = read_jsonl(path)
     if not rows:
         raise ReplicaInputError(f"the {split} split has no examples; use another eval.split", path=str(path))
@@ -402,13 +402,15 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     from replica.evaluation.semantic import Embedder
     from replica.inference.generation import generate_replies
     from replica.inference.loading import load_run
+    from replica.prepare.pipeline import run_dataset
 
     started = time.perf_counter()
     info = inspect_run(cfg.run_dir)
     run_dir = info.run_dir.resolve()
     data_cfg = info.config["data"]
-    split_rows = load_split(data_cfg["dataset_dir"], cfg.eval.split)
-    train_rows = load_split(data_cfg["dataset_dir"], "train")
+    dataset = run_dataset(run_dir, log=log.info)  # exactly the run's dataset, rebuilt and verified if gone
+    split_rows = load_split(dataset.dir, cfg.eval.split)
+    train_rows = load_split(dataset.dir, "train")
     examples = sample_examples(split_rows, cfg.eval.max_examples, cfg.seed)
     secrets, pii_note = leak_secrets(data_cfg)
     reference = build_reference(examples, train_rows, secrets, cfg.memorization.max_indexed_chars, cfg.seed)
@@ -461,6 +463,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         "train_replies": len(train_rows),
         "substring_index_replies": f"{reference.memorization.indexed} of {len(reference.memorization.training)} "
         "distinct training replies",
+        "dataset": dataset.key,
         "perplexity_tokens": tokens,
         "base_model": info.meta["base_model"],
         "format": info.meta["format"],

@@ -23,7 +23,7 @@ DATE_ORDERS = ("auto", "dmy", "mdy", "ymd")
 class DataConfig:
     exports: list[str]
     me: list[str]
-    dataset_dir: str
+    datasets_dir: str  # parent of the content-addressed dataset folders
     limits: Limits
     date_order: str
     media: str
@@ -64,8 +64,8 @@ def parse_data_config(data_cfg: Mapping | DictConfig) -> DataConfig:
     me = _string_list(get("me"))
     if me is None:
         report("me", f"data.me must be a list of names, got {get('me')!r}")
-    if not isinstance(get("dataset_dir"), str) or not get("dataset_dir"):
-        report("dataset_dir", f"data.dataset_dir={get('dataset_dir')!r} must be a directory path")
+    if not isinstance(get("datasets_dir"), str) or not get("datasets_dir"):
+        report("datasets_dir", f"data.datasets_dir={get('datasets_dir')!r} must be a directory path")
     if get("date_order") not in DATE_ORDERS:
         report("date_order", f"data.date_order={get('date_order')!r} must be one of {'|'.join(DATE_ORDERS)}")
     if get("media") not in MEDIA_MODES:
@@ -106,7 +106,7 @@ def parse_data_config(data_cfg: Mapping | DictConfig) -> DataConfig:
     if problems:
         raise ReplicaInputError("invalid data config: " + "; ".join(filter(None, problems.values())))
     return DataConfig(
-        exports=[os.path.expanduser(p) for p in exports], me=me, dataset_dir=os.path.expanduser(str(get("dataset_dir"))),
+        exports=[os.path.expanduser(p) for p in exports], me=me, datasets_dir=os.path.expanduser(str(get("datasets_dir"))),
         limits=Limits(max_input_mib=get("max_input_mib"), max_messages=get("max_messages")), date_order=get("date_order"), media=get("media"),
         mask=MaskOptions(**mask), phone_region=region.upper(), languages=[code.lower() for code in languages],
         language_sample=get("language_sample"), merge_gap=float(get("merge_gap")),

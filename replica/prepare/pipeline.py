@@ -1,4 +1,4 @@
-"""Exports -> cleaned, language-filtered, PII-masked, windowed, split dataset on disk (`replica prepare`)."""
+"""Exports -> cleaned, language-filtered, PII-masked, windowed, split dataset, published content-addressed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from replica.atomic import write_json, write_jsonl
 from replica.errors import ReplicaInputError
 from replica.ingest import LoadResult, load_exports
 from replica.ingest.message import Message
@@ -20,8 +19,17 @@ from replica.prepare.identity import resolve_me, sender_counts
 from replica.prepare.language import chat_key, detect_chat_languages, keep_languages
 from replica.prepare.pii import PiiMasker, PrivateValues, pii_values, regions_seen
 from replica.prepare.placeholders import mark_placeholders
-from replica.prepare.split import SPLITS, split_examples
+from replica.prepare.split import split_examples
 from replica.prepare.stats import compute_stats, format_stats
+from replica.prepare.store import (
+    PreparedDataset,
+    dataset_folder,
+    dataset_identity,
+    open_dataset,
+    publish,
+    read_run_record,
+    read_stats,
+)
 from replica.prepare.turns import build_sessions, chat_labels
 from replica.privacy import display_path
 
@@ -86,20 +94,61 @@ def build_dataset(loaded: LoadResult, cfg: DataConfig) -> Dataset:
     return Dataset(splits, stats)
 
 
-def prepare_dataset(data_cfg: Mapping | DictConfig, *, log: Callable[[str], None] = print) -> dict:
-    """Build the dataset from `data.exports` and write dataset_dir/{train,val,test}.jsonl and stats.json atomically;
-    return the stats."""
+def prepare_dataset(
+    data_cfg: Mapping | DictConfig,
+    *,
+    log: Callable[[str], None] = print,
+    expect_files: Mapping[str, str] | None = None,
+) -> PreparedDataset:
+    """The dataset of `data.exports` + the data config, in `<data.datasets_dir>/<key>`: reused when already
+    published, else built and published as one set. `replica prepare`, train.py and evaluate.py all come here."""
     cfg = parse_data_config(data_cfg)
-    loaded = _load(cfg, log)
-    dataset = build_dataset(loaded, cfg)
-    stats = dataset.stats
-    out = Path(cfg.dataset_dir)
-    for name in SPLITS:
-        write_jsonl(out / f"{name}.jsonl", dataset.splits[name])
-    write_json(out / "stats.json", stats)
-    log(format_stats(stats))
-    log(f"dataset written to {out}")
-    return stats
+    identity = dataset_identity(cfg)
+    found = open_dataset(dataset_folder(cfg, identity), identity.key)
+    if found is not None:
+        log(format_stats(read_stats(found)))
+        log(f"dataset up to date in {found.dir}")
+        return found
+    dataset = build_dataset(_load(cfg, log), cfg)
+    prepared = publish(cfg, identity, dataset.splits, dataset.stats, expect_files=expect_files)
+    log(format_stats(dataset.stats))
+    log(f"dataset written to {prepared.dir}")
+    return prepared
+
+
+def run_dataset(run_dir: str | Path, *, log: Callable[[str], None] = print) -> PreparedDataset:
+    """Exactly the dataset a run was trained on: its recorded folder, or, when that is gone, a rebuild from the
+    run's recorded exports and data config that must reproduce every split file's sha256. One clear error otherwise."""
+    record = read_run_record(run_dir)
+    folder = Path(record["dir"])
+    found = open_dataset(folder, record["key"])
+    if found is not None:
+        if found.files != record["files"]:
+            raise ReplicaInputError(
+                "this dataset folder no longer holds the files the run was trained on (sha256 mismatch); delete "
+                "it and evaluate again to rebuild it from the run's exports", path=str(folder),
+            )
+        return found
+    cfg = parse_data_config(record["data"])
+    gone = [path for path in cfg.exports if not Path(path).exists()]
+    if gone:
+        raise ReplicaInputError(
+            f"the run's dataset folder is gone and its export {gone[0]} is missing; restore either to evaluate "
+            "this run", path=str(folder),
+        )
+    identity = dataset_identity(cfg)
+    if identity.exports_sha256 != record["exports_sha256"]:
+        raise ReplicaInputError(
+            "the run's dataset folder is gone and its exports changed since training (sha256 mismatch); restore "
+            f"the exports it was trained on ({', '.join(cfg.exports)})", path=str(folder),
+        )
+    if identity.key != record["key"]:
+        raise ReplicaInputError(
+            "the run's dataset folder is gone and this Replica version prepares data differently; evaluate it "
+            "with the Replica version that trained it", path=str(folder),
+        )
+    log(f"the run's dataset folder is gone: rebuilding it from {len(cfg.exports)} export path(s)")
+    return prepare_dataset(record["data"], log=log, expect_files=record["files"])
 
 
 def private_values(data_cfg: Mapping | DictConfig) -> PrivateValues:
