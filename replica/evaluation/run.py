@@ -407,12 +407,11 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     info = inspect_run(cfg.run_dir)
     run_dir = info.run_dir.resolve()
-    data_cfg = info.config["data"]
     dataset = run_dataset(run_dir, log=log.info)  # exactly the run's dataset, rebuilt and verified if gone
     split_rows = load_split(dataset.dir, cfg.eval.split)
     train_rows = load_split(dataset.dir, "train")
     examples = sample_examples(split_rows, cfg.eval.max_examples, cfg.seed)
-    secrets, pii_note = leak_secrets(data_cfg)
+    secrets, pii_note = leak_secrets(read_run_record(run_dir)["data"])  # exports as absolute paths
     reference = build_reference(examples, train_rows, secrets, cfg.memorization.max_indexed_chars, cfg.seed)
     device = resolve_device(cfg.eval.device)
     embedder = Embedder(cfg.metrics.embedder, device=device)
