@@ -67,7 +67,8 @@ class ChatDataModule(LightningDataModule):
         if self._dataset is None:
             self._dataset = prepare_dataset(self.data_cfg, log=log.info)
         if self.record_path:
-            data = OmegaConf.to_container(self.data_cfg, resolve=True) if isinstance(self.data_cfg, DictConfig) else dict(self.data_cfg)
+            data = self.data_cfg
+            data = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
             write_json(self.record_path, self._dataset.record(parse_data_config(data), data))
 
     @property

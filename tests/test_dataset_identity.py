@@ -279,7 +279,7 @@ def test_evaluate_refuses_in_one_line_when_the_dataset_cannot_be_reproduced(run_
         assert not folder.exists()
 
         export.unlink()
-        assert_one_line_error(evaluate(run_a["run_dir"]), "evaluate.py: error:", str(folder), str(run_a["x"]))
+        assert_one_line_error(evaluate(run_a["run_dir"]), "evaluate.py: error:", str(folder), "is missing")
 
         export.write_bytes(original)
         (run_a["run_dir"] / "dataset.json").rename(run_a["run_dir"] / "dataset.json.aside")

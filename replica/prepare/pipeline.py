@@ -133,14 +133,14 @@ def run_dataset(run_dir: str | Path, *, log: Callable[[str], None] = print) -> P
     gone = [path for path in cfg.exports if not Path(path).exists()]
     if gone:
         raise ReplicaInputError(
-            f"the run's dataset folder is gone and its export {gone[0]} is missing; restore either to evaluate "
-            "this run", path=str(folder),
+            f"the run's dataset folder is gone and its export {display_path(gone[0])} is missing; restore either to "
+            "evaluate this run", path=str(folder),
         )
     identity = dataset_identity(cfg)
     if identity.exports_sha256 != record["exports_sha256"]:
         raise ReplicaInputError(
             "the run's dataset folder is gone and its exports changed since training (sha256 mismatch); restore "
-            f"the exports it was trained on ({', '.join(cfg.exports)})", path=str(folder),
+            f"the exports it was trained on ({', '.join(map(display_path, cfg.exports))})", path=str(folder),
         )
     if identity.key != record["key"]:
         raise ReplicaInputError(
