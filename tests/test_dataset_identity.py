@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 SPLIT_FILES = ("train.jsonl", "val.jsonl", "test.jsonl")
 ME = "data.me=['Marco Bianchi']"
+SMALL_EPOCH = "trainer.val_check_interval=6"  # the invented chats make 9 train batches, fewer than the default 12
 
 
 def write_export(folder: Path, contact: str, word: str, days: int = 30) -> Path:
@@ -223,7 +224,7 @@ def run_a(tmp_path_factory):
     root = tmp_path_factory.mktemp("identity")
     x, y = write_export(root / "x", "Luca Ferri", "alfa"), write_export(root / "y", "Sara Conti", "beta")
     data = root / "data"
-    _, run_dir = train_tiny(root / "a", [f"data.exports=[{x}]", ME], shared_data=data)
+    _, run_dir = train_tiny(root / "a", [f"data.exports=[{x}]", ME, SMALL_EPOCH], shared_data=data)
     record = json.loads((run_dir / "dataset.json").read_text())
     folder = Path(record["dir"])
     files = {name: sha256(folder / name) for name in SPLIT_FILES}
@@ -271,6 +272,7 @@ def test_evaluate_refuses_in_one_line_when_the_dataset_cannot_be_reproduced(run_
 
     export = run_a["x"] / "WhatsApp Chat with Luca Ferri.txt"
     original = export.read_bytes()
+    moved = run_a["x"].with_name("x-moved")
     folder = run_a["folder"]
     try:
         shutil.rmtree(folder)
@@ -278,10 +280,11 @@ def test_evaluate_refuses_in_one_line_when_the_dataset_cannot_be_reproduced(run_
         assert_one_line_error(evaluate(run_a["run_dir"]), "evaluate.py: error:", str(folder), "exports changed")
         assert not folder.exists()
 
-        export.unlink()
-        assert_one_line_error(evaluate(run_a["run_dir"]), "evaluate.py: error:", str(folder), "is missing")
-
         export.write_bytes(original)
+        run_a["x"].rename(moved)
+        assert_one_line_error(evaluate(run_a["run_dir"]), "evaluate.py: error:", str(folder), "is missing")
+        moved.rename(run_a["x"])
+
         (run_a["run_dir"] / "dataset.json").rename(run_a["run_dir"] / "dataset.json.aside")
         assert_one_line_error(evaluate(run_a["run_dir"]), "evaluate.py: error:", "dataset.json")
         (run_a["run_dir"] / "dataset.json.aside").rename(run_a["run_dir"] / "dataset.json")
@@ -291,6 +294,8 @@ def test_evaluate_refuses_in_one_line_when_the_dataset_cannot_be_reproduced(run_
             handle.write('{"context": [], "target": "beta"}\n')
         assert_one_line_error(evaluate(run_a["run_dir"]), "evaluate.py: error:", str(folder), "test.jsonl")
     finally:
+        if moved.exists():
+            moved.rename(run_a["x"])
         export.write_bytes(original)
         shutil.rmtree(folder, ignore_errors=True)
         aside = run_a["run_dir"] / "dataset.json.aside"
@@ -304,7 +309,7 @@ def test_two_train_processes_on_different_exports_at_once(tmp_path):
     runs = {}
     for word, contact in (("alfa", "Luca Ferri"), ("beta", "Sara Conti")):
         export = write_export(tmp_path / word, contact, word)
-        command = [sys.executable, "train.py", *FAST_OVERRIDES, f"data.exports=[{export}]", ME,
+        command = [sys.executable, "train.py", *FAST_OVERRIDES, SMALL_EPOCH, f"data.exports=[{export}]", ME,
                    f"paths.data_dir={data}", f"paths.log_dir={tmp_path / 'logs'}", f"hydra.run.dir={tmp_path / word}-run"]
         runs[word] = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True)

@@ -139,8 +139,10 @@ def dataset_folder(cfg: DataConfig, identity: DatasetIdentity) -> Path:
 def open_dataset(folder: Path, key: str) -> PreparedDataset | None:
     """The published dataset in `folder` (its files checked against its manifest), or None if there is none."""
     manifest = folder / MANIFEST
-    if not manifest.is_file():
+    if not folder.exists():
         return None
+    if not manifest.is_file():
+        raise _damaged(folder, MANIFEST)
     try:
         meta = json.loads(manifest.read_text(encoding="utf-8"))
         files, exports = dict(meta["files"]), str(meta["exports_sha256"])
