@@ -373,7 +373,7 @@ def test_mutated_folders_through_prepare(tmp_path, capsys):
         folder.mkdir()
         for index, (name, data) in enumerate(seeds):
             (folder / f"{index}_{name}").write_bytes(mutate(rng, name, data) if rng.random() < 0.6 else data)
-        args = ["prepare", f"data.exports=[{folder}]", ME, f"data.dataset_dir={tmp_path / f'dataset_{round_}'}"]
+        args = ["prepare", f"data.exports=[{folder}]", ME, f"data.datasets_dir={tmp_path / f'dataset_{round_}'}"]
         run_in_process(capsys, args, f"prepare round {round_}")
 
 

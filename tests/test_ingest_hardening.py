@@ -175,7 +175,7 @@ def test_huge_text_file_passes_the_message_limit_on_its_first_lines(tmp_path, ca
 
 
 def test_limits_are_data_config_keys_checked_up_front(tmp_path):
-    result = run("prepare", f"data.exports=[{tmp_path}]", "data.max_messages=0", f"data.dataset_dir={tmp_path / 'd'}",
+    result = run("prepare", f"data.exports=[{tmp_path}]", "data.max_messages=0", f"data.datasets_dir={tmp_path / 'd'}",
                  cwd=tmp_path)
     assert result.returncode == 2
     one_error_line(result.stderr, "data.max_messages")
@@ -255,10 +255,11 @@ def test_telegram_numeric_sender_is_read_as_text_through_senders_and_prepare(tmp
     assert [json.loads(line)["sender"] for line in out.splitlines()] == ["123", "Me", "123", "Me"]
     code, out, _ = cli(capsys, "senders", "--json", str(path))
     assert code == 0 and {row["sender"] for row in json.loads(out)} == {"123", "Me"}
-    result = run("prepare", f"data.exports=[{path}]", "data.me=[Me]", f"data.dataset_dir={tmp_path / 'dataset'}",
+    result = run("prepare", f"data.exports=[{path}]", "data.me=[Me]", f"data.datasets_dir={tmp_path / 'datasets'}",
                  "data.split=[1.0,0.0,0.0]", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "dataset" / "train.jsonl").read_text(encoding="utf-8").strip()
+    (train,) = (tmp_path / "datasets").rglob("train.jsonl")
+    assert train.read_text(encoding="utf-8").strip()
 
 
 @pytest.mark.parametrize(

@@ -146,7 +146,7 @@ def test_a_single_export_path_string_is_a_one_element_list(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-m", "replica.cli", "prepare", f"data.exports={ROOT / 'examples' / 'exports'}",
-         f"data.dataset_dir={tmp_path / 'dataset'}", f"paths.data_dir={tmp_path}"],
+         f"data.datasets_dir={tmp_path / 'dataset'}", f"paths.data_dir={tmp_path}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 RESUME_KEY_FILE = "resume_key.json"
 RESUME_SECTIONS = ("model", "lora", "quant", "data")
-WHERE_NOT_WHAT = {"data": ("dataset_dir",)}  # locations, not settings: they may differ between fitting runs
+WHERE_NOT_WHAT = {"data": ("datasets_dir",)}  # locations, not settings: they may differ between fitting runs
 PRIVATE_SECTIONS = ("data",)  # values name the user's files and contacts: report differing keys only
 MAX_LISTED_RUNS = 5
 
