@@ -83,11 +83,12 @@ def group_chat(log) -> str:
 def prepare(exports: list[Path], dataset: Path) -> tuple[dict, dict[str, list[dict]], str]:
     listed = ",".join(str(path) for path in exports)
     result = subprocess.run(
-        [sys.executable, "-m", "replica.cli", "prepare", f"data.exports=[{listed}]", f"data.dataset_dir={dataset}",
+        [sys.executable, "-m", "replica.cli", "prepare", f"data.exports=[{listed}]", f"data.datasets_dir={dataset}",
          f"data.me=['{ME}']"],
         capture_output=True, text=True, env=ENV, timeout=300,
     )
     assert result.returncode == 0, result.stderr
+    (dataset,) = dataset.iterdir()  # the one content-addressed folder of these exports
     splits = {
         name: [json.loads(line) for line in (dataset / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
         for name in ("train", "val", "test")
