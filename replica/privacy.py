@@ -3,11 +3,14 @@
 Exports are named after people: `WhatsApp Chat with Giovanna Verdi +39 347 111 2233.txt`, Messenger's
 `inbox/giovannaverdi_1015…/`. `display_path` keeps the path's shape and masks its personal parts with placeholders
 that are stable within the process: a WhatsApp chat title becomes `<NAME_n>` words and `<PHONE_n>` numbers, a
-Messenger thread folder `<NAME_n>_<id>`, and phone numbers and e-mails anywhere in the path are masked too.
+Messenger thread folder `<NAME_n>_<id>`, a Signal chat folder (the one holding `chat.md`) `<NAME_n>`, a
+DiscordChatExporter file `Direct Messages - <NAME_n> [<id>].json`, and phone numbers and e-mails anywhere in the
+path are masked too.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cache
 
@@ -16,6 +19,8 @@ _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}$")
 _THREAD_FOLDER = re.compile(r"^([^\W\d_]+)_(\d{5,})$")  # Messenger/Instagram: <name>_<thread id>
 _WORDS = re.compile(r"[^\W\d_](?:[\w'’.-]*[^\W_])?(?:\s+[^\W\d_](?:[\w'’.-]*[^\W_])?)*")
 _PLACEHOLDER = re.compile(r"(<[A-Z]+_\d+>)")
+_DISCORD_FILE = re.compile(r"^(.+?) - (.+) (\[\d+\](?:\.json)?)$")  # DiscordChatExporter: <where> - <channel> [id]
+_SIGNAL_CHAT_FILE = "chat.md"  # signal-export names each chat's folder after the contact or group
 
 
 
@@ -30,7 +35,25 @@ def _masker():
 
 def display_path(path: str) -> str:
     """`path` with the personal parts of its file and folder names masked."""
-    return "".join(_display_part(part) if part not in "/\\!" else part for part in _SEPARATORS.split(str(path)))
+    parts = _SEPARATORS.split(str(path))
+    shown = []
+    for index, part in enumerate(parts):
+        if part in ("/", "\\", "!"):
+            shown.append(part)
+        elif part and index + 2 < len(parts) and _is_signal_chat_folder(parts, index):
+            shown.append(_mask_title(part))
+        else:
+            shown.append(_display_part(part))
+    return "".join(shown)
+
+
+def _is_signal_chat_folder(parts: list[str], index: int) -> bool:
+    """The folder at parts[index] is a signal-export chat: the path goes on to its `chat.md`, or the folder holds one."""
+    if parts[index + 2] == _SIGNAL_CHAT_FILE:
+        return True
+    if "!" in parts[: index + 1]:  # inside a zip: nothing on disk to look at
+        return False
+    return os.path.isfile(os.path.join("".join(parts[: index + 1]) or os.sep, _SIGNAL_CHAT_FILE))
 
 
 def _display_part(part: str) -> str:
@@ -38,6 +61,9 @@ def _display_part(part: str) -> str:
 
     if not part:
         return part
+    discord = _DISCORD_FILE.match(part)
+    if discord:
+        return f"{discord.group(1)} - {_mask_title(discord.group(2))} {discord.group(3)}"
     suffix_match = _SUFFIX.search(part)
     suffix = suffix_match.group() if suffix_match else ""
     stem = part[: len(part) - len(suffix)]

@@ -45,3 +45,21 @@ def test_skipped_files_and_errors_name_the_file_without_the_contact(tmp_path):
                             capture_output=True, text=True, env=env, timeout=120)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert "WhatsApp Chat with <NAME_" in failed.stderr and "Giovanna" not in failed.stderr
+
+
+def test_signal_chat_folders_and_discord_files_are_masked(tmp_path):
+    chat = tmp_path / "signal-chats" / "Tomás Ruiz"
+    chat.mkdir(parents=True)
+    (chat / "chat.md").write_text("[2023-02-11 09:12:40] Tomás Ruiz: ciao  \n", encoding="utf-8")
+    (chat / "data.json").write_text("{", encoding="utf-8")  # signal-export's sidecar, truncated on purpose
+    discord = tmp_path / "Direct Messages - Ivan Petrov [900].json"
+    discord.write_text("{", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    listed = subprocess.run([sys.executable, "-m", "replica.cli", "parse", str(tmp_path)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert "skipped" in listed.stderr
+    for raw in ("Tomás", "Ruiz", "Ivan", "Petrov"):
+        assert raw not in listed.stderr
+    assert "Direct Messages - <NAME_" in listed.stderr and "[900].json" in listed.stderr
+    assert "signal-chats/<NAME_" in listed.stderr
