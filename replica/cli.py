@@ -1,4 +1,4 @@
-"""The `replica` command line: parse, senders, prepare, chat, merge.
+"""The `replica` command line: parse, senders, prepare, chat, merge, serve.
 
 Start-up stays light: each subcommand imports what it needs when it runs (`replica parse` never loads torch or
 Hydra). A ReplicaInputError becomes one `replica: error: ...` line on stderr and exit code 2.
@@ -18,6 +18,7 @@ from replica.errors import ReplicaInputError
 DELEGATED = {
     "chat": ("replica.commands.chat", "talk to a fine-tuned adapter"),
     "merge": ("replica.commands.merge", "merge an adapter into its base model for export"),
+    "serve": ("replica.commands.serve", "serve a run over an OpenAI-compatible API, with a web chat and a blind test"),
 }
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `cat` and friends return under `| head`

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from replica.atomic import read_jsonl, write_json, write_jsonl, write_text
 from replica.errors import ReplicaInputError
+from replica.evaluation.human import human_markdown, human_score
 from replica.prepare.store import read_run_record
 from replica.run_dir import RunInfo, inspect_run
 
@@ -350,6 +351,9 @@ def write_outputs(
     if probes:
         report = out / "report.md"
         write_text(report, report.read_text(encoding="utf-8") + probes_markdown(probes, cfg.decoding))
+    if "human" in metrics:
+        report = out / "report.md"
+        write_text(report, report.read_text(encoding="utf-8") + human_markdown(metrics["human"]))
 
 
 # ---- the pipeline ---------------------------------------------------------------------------------------
@@ -482,6 +486,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     }
     if pii_note:
         metrics["meta"]["pii_note"] = pii_note
+    if (human := human_score(run_dir)) is not None:
+        metrics["human"] = human  # the blind test's guesses (replica serve's /blind page)
     metrics = json_safe(metrics)
     with staged_dir(run_dir / EVAL_DIR) as out:
         write_outputs(out, metrics, reference, replies, probes, cfg, run_dir)

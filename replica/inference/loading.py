@@ -46,3 +46,36 @@ def _damaged(info: RunInfo, what: str, err: Exception) -> ReplicaInputError:
         "(python train.py ckpt_path=<run>/checkpoints/last.ckpt) or retrain",
         path=str(info.adapter_dir),
     )
+
+
+MERGED_FILES = ("config.json", "replica.json")  # what `replica merge` writes besides weights and tokenizer
+
+
+def is_merged_dir(path: str | Path) -> bool:
+    """Whether `path` is a folder written by `replica merge` (a standalone model, no adapter)."""
+    return all((Path(path).expanduser() / name).is_file() for name in MERGED_FILES)
+
+
+def load_merged(model_dir: str | Path, *, device: str = "cpu"):
+    """(model in eval mode, ChatFormatter, replica.json) for a `replica merge` folder; float32 on CPU."""
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from replica.training.base_model import DTYPES
+    from replica.training.formatting import ChatFormatter
+    from replica.training.tokens import RoleTokens
+
+    model_dir = Path(model_dir).expanduser()
+    try:
+        meta = json.loads((model_dir / "replica.json").read_text(encoding="utf-8"))
+        tokens = RoleTokens(**meta["role_tokens"])
+        style, max_length = meta["format"], int(meta["max_length"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ReplicaInputError(f"not a readable merged model ({type(err).__name__}); rerun `replica merge`", path=str(model_dir / "replica.json")) from None
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    dtype = torch.float32 if device == "cpu" else DTYPES[meta.get("dtype", "bfloat16")]
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+    model.eval()
+    return model, ChatFormatter(tokenizer, style, tokens, max_length), meta

@@ -1,0 +1,159 @@
+"""`replica serve RUN_DIR|MERGED_DIR`: an OpenAI-compatible API, a web chat (/) and a blind test (/blind).
+
+The model is loaded once (4-bit base + adapter for a run folder, the merged model for a `replica merge` folder).
+Safe by default: binds to 127.0.0.1, refuses another interface without --api-key, never logs request bodies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import socket
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from replica.commands.chat import _device, _positive_float, _positive_int, _probability
+from replica.errors import ReplicaInputError
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="replica serve",
+        description="Serve a run (or a merged model) over an OpenAI-compatible HTTP API, with a web chat and a blind test.",
+    )
+    parser.add_argument("model_dir", metavar="RUN_DIR|MERGED_DIR", help="a run folder (holds adapter/) or a `replica merge` folder")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; others need --api-key)")
+    parser.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    parser.add_argument("--api-key", help="require Authorization: Bearer KEY on every endpoint but /health")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="where to run the model (default: cuda if available)")
+    parser.add_argument("--max-batch", type=_positive_int, default=8, help="requests generated together (default 8; 1 = one at a time)")
+    parser.add_argument("--batch-window-ms", type=_non_negative_float, default=20.0, help="how long a batch waits for more requests (default 20)")
+    parser.add_argument("--queue-size", type=_positive_int, default=64, help="requests allowed to wait; more get 503 (default 64)")
+    parser.add_argument("--max-tokens", type=_positive_int, default=64, help="reply length when a request names none (default 64)")
+    parser.add_argument("--max-tokens-limit", type=_positive_int, default=512, help="largest max_tokens a request may ask for (default 512)")
+    parser.add_argument("--max-body-kb", type=_positive_int, default=256, help="request body limit in KiB (default 256)")
+    parser.add_argument("--temperature", type=_positive_float, default=0.8, help="default sampling temperature (default 0.8)")
+    parser.add_argument("--top-p", type=_probability, default=0.95, help="default nucleus sampling mass (default 0.95)")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    check_exposure(args.host, args.api_key)
+    if args.max_tokens > args.max_tokens_limit:
+        raise ReplicaInputError(f"--max-tokens {args.max_tokens} is above --max-tokens-limit {args.max_tokens_limit}")
+    from replica.inference.loading import is_merged_dir
+    from replica.run_dir import inspect_run
+
+    merged = is_merged_dir(args.model_dir)
+    info = None if merged else inspect_run(args.model_dir)  # fail fast, before torch and the model load
+    check_port_free(args.host, args.port)
+    app = build_app(args, merged, info)
+    import uvicorn
+
+    print(f"replica serve: http://{_url_host(args.host)}:{args.port}/ (API at /v1, blind test at /blind)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, server_header=False)
+    return 0
+
+
+def check_exposure(host: str, api_key: str | None) -> None:
+    """A non-loopback interface needs an API key: anyone on the network could otherwise talk to the replica."""
+    if api_key is not None and not api_key.strip():
+        raise ReplicaInputError("--api-key is empty: pass a long random key, e.g. --api-key $(openssl rand -hex 24)")
+    if api_key is None and not is_loopback(host):
+        raise ReplicaInputError(
+            f"--host {host} is reachable from other machines: add --api-key KEY (clients send Authorization: Bearer KEY) "
+            "or keep the default --host 127.0.0.1"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a hostname may resolve to anything: treat it as exposed
+
+
+def check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as err:
+            raise ReplicaInputError(f"cannot listen on {host}:{port} ({err.strerror}): pick another --port or --host") from None
+
+
+def build_app(args: argparse.Namespace, merged: bool, info):
+    """Load the model once and wire the batcher, the engine, the blind test and the FastAPI app."""
+    from functools import partial
+
+    from transformers.utils import logging as hf_logging
+
+    from replica.inference.generation import Sampling, generate_jobs
+    from replica.inference.loading import load_merged, load_run
+    from replica.serve.app import Engine, Limits, create_app
+    from replica.serve.batcher import Batcher
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("replica").setLevel(logging.INFO)
+    device = _device(args.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if merged:
+            model, formatter, meta = load_merged(args.model_dir, device=device)
+            generation = {}
+        else:
+            model, formatter, info = load_run(args.model_dir, device=device)
+            generation = info.config.get("generation")
+    sampling = Sampling.from_cfg(generation)
+    sampling.temperature, sampling.top_p = args.temperature, args.top_p
+    limits = Limits(max_body_bytes=args.max_body_kb * 1024, max_tokens=args.max_tokens_limit, default_max_tokens=args.max_tokens)
+    batcher = Batcher(
+        partial(generate_jobs, model, formatter),
+        max_batch=args.max_batch,
+        window_s=args.batch_window_ms / 1000,
+        queue_size=args.queue_size,
+    )
+    engine = Engine(batcher, sampling, "replica", limits)
+    return create_app(engine, args.api_key, blind_test(None if merged else info))
+
+
+def blind_test(info):
+    """The blind test over the run's masked test split; unavailable (with the reason) for a merged folder."""
+    from replica.evaluation.run import load_split
+    from replica.serve.blind import BlindTest
+
+    if info is None:
+        return BlindTest(None, [], "a merged model carries no dataset: serve the run folder to take the blind test")
+    try:
+        examples = load_split(info.config["data"]["dataset_dir"], "test")
+    except ReplicaInputError as err:
+        return BlindTest(info.run_dir, [], f"the run's test split is unavailable ({err})")
+    return BlindTest(info.run_dir, examples)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 < number < 65536:
+        raise argparse.ArgumentTypeError(f"must be in 1-65535, got {value}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return number

@@ -1,0 +1,1 @@
+"""`replica serve`: an OpenAI-compatible HTTP API, a web chat (/) and a blind test (/blind) for one model."""
