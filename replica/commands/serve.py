@@ -19,6 +19,7 @@ from replica.commands.chat import _device, _positive_float, _positive_int, _prob
 from replica.errors import ReplicaInputError
 
 LOOPBACK_NAMES = ("localhost",)
+DEFAULT_MAX_TOKENS = 64
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-batch", type=_positive_int, default=8, help="requests generated together (default 8; 1 = one at a time)")
     parser.add_argument("--batch-window-ms", type=_non_negative_float, default=20.0, help="how long a batch waits for more requests (default 20)")
     parser.add_argument("--queue-size", type=_positive_int, default=64, help="requests allowed to wait; more get 503 (default 64)")
-    parser.add_argument("--max-tokens", type=_positive_int, default=64, help="reply length when a request names none (default 64)")
+    parser.add_argument("--max-tokens", type=_positive_int, help=f"reply length when a request names none (default {DEFAULT_MAX_TOKENS}, at most the limit)")
     parser.add_argument("--max-tokens-limit", type=_positive_int, default=512, help="largest max_tokens a request may ask for (default 512)")
     parser.add_argument("--max-body-kb", type=_positive_int, default=256, help="request body limit in KiB (default 256)")
     parser.add_argument("--temperature", type=_positive_float, default=0.8, help="default sampling temperature (default 0.8)")
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     check_exposure(args.host, args.api_key)
+    if args.max_tokens is None:
+        args.max_tokens = min(DEFAULT_MAX_TOKENS, args.max_tokens_limit)
     if args.max_tokens > args.max_tokens_limit:
         raise ReplicaInputError(f"--max-tokens {args.max_tokens} is above --max-tokens-limit {args.max_tokens_limit}")
     from replica.inference.loading import is_merged_dir
