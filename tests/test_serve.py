@@ -266,6 +266,7 @@ def page(server):
 @needs_chromium
 def test_web_chat_streams_a_reply_and_starts_over(server, page):
     page.goto(server.url + "/")
+    page.get_by_text("Sampling settings").click()
     page.get_by_test_id("max-tokens").fill("16")
     page.get_by_test_id("message-input").fill("ciao, stasera ci sei?")
     page.get_by_test_id("send").click()
