@@ -131,14 +131,16 @@ def build_app(args: argparse.Namespace, merged: bool, info):
 
 
 def blind_test(info):
-    """The blind test over the run's masked test split; unavailable (with the reason) for a merged folder."""
+    """The blind test over the masked test split of exactly the run's dataset (as evaluate.py reads it);
+    unavailable, with the reason, for a merged folder or a dataset that cannot be found or rebuilt."""
     from replica.evaluation.run import load_split
+    from replica.prepare.pipeline import run_dataset
     from replica.serve.blind import BlindTest
 
     if info is None:
         return BlindTest(None, [], "a merged model carries no dataset: serve the run folder to take the blind test")
     try:
-        examples = load_split(info.config["data"]["dataset_dir"], "test")
+        examples = load_split(run_dataset(info.run_dir, log=logging.getLogger(__name__).info).dir, "test")
     except ReplicaInputError as err:
         return BlindTest(info.run_dir, [], f"the run's test split is unavailable ({err})")
     return BlindTest(info.run_dir, examples)
