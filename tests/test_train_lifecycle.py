@@ -94,12 +94,12 @@ def test_early_stopping_ends_a_run_with_its_best_adapter(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_finishes_the_run_and_exits_130(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = ["trainer=cpu", *SHRINK, "trainer.max_steps=400", "trainer.val_check_interval=300",
+    args = ["trainer=cpu", *SHRINK, "trainer.max_steps=400", "trainer.val_check_interval=100",
             "callbacks.model_checkpoint.last_every_n_steps=3", "validate_before_training=false", *paths(tmp_path)]
     process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 1200
         while not list((tmp_path / "logs").glob("train/runs/*/checkpoints/last.ckpt")):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
             time.sleep(0.5)
@@ -121,7 +121,9 @@ def test_ctrl_c_finishes_the_run_and_exits_130(tmp_path):
 def test_ckpt_path_auto_refuses_a_run_of_another_lora_rank(tmp_path):
     _, run_a = train_tiny(tmp_path, ["lora.r=4", "trainer.max_steps=2", "validate_before_training=false", "logger=tensorboard"],
                           shared_data=tmp_path / "data")
-    run_a = run_a.rename(tmp_path / "logs" / "train" / "runs" / "2026-01-01_10-00-00")
+    runs = tmp_path / "logs" / "train" / "runs"
+    runs.mkdir(parents=True)
+    run_a = run_a.rename(runs / "2026-01-01_10-00-00")
     assert list((run_a / "tensorboard").rglob("events.out.tfevents.*")), "logger=tensorboard wrote no event file"
     result = run_train(["trainer=cpu", *SHRINK, "ckpt_path=auto", "lora.r=8", *paths(tmp_path)], tmp_path, timeout=300)
     assert_one_line_error(result, "train.py: error: ckpt_path=auto", "2026-01-01_10-00-00", "lora.r=4 (this run: 8)")
