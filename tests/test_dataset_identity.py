@@ -236,7 +236,7 @@ def run_a(tmp_path_factory):
 
 
 def evaluate(run_dir: Path) -> subprocess.CompletedProcess:
-    return cli("evaluate.py", f"run_dir={run_dir}", "eval.max_examples=6", "probes.samples=1", timeout=900)
+    return cli("evaluate.py", f"run_dir={run_dir}", "eval.max_examples=6", timeout=900)
 
 
 def assert_scored_on_x(run_a) -> None:

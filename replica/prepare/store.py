@@ -107,7 +107,10 @@ def exports_sha256(exports: Sequence[str]) -> str:
                 digest.update(b"not a regular file\0")
                 continue
             digest.update(f"{info.st_size}\0".encode())
-            digest.update(file_sha256(path).encode())
+            try:
+                digest.update(file_sha256(path).encode())
+            except OSError:  # unreadable: the loader names it (or skips it) with the reason
+                digest.update(b"unreadable\0")
     return digest.hexdigest()
 
 
