@@ -368,3 +368,31 @@ def test_messenger_part_without_participants_and_system_line_actor(tmp_path, cap
     first, second = (json.loads(line) for line in out.splitlines())
     assert code == 0 and first["text"] == "ciao" and first["platform"] == "messenger"
     assert (second["kind"], second["sender"], second["actor"]) == ("system", None, "Carla Neri")
+
+
+def test_whatsapp_attachment_patterns_take_linear_time(tmp_path):
+    """A 400 KB line of words before an unclosed '<attached' once took hours (every start position rescanned)."""
+    words = "x " * 200_000
+    path = tmp_path / "WhatsApp Chat with Anna.txt"
+    path.write_text(
+        f"01/03/2021, 21:00 - Anna Verdi: {words}<attached\n"
+        f"01/03/2021, 21:01 - Anna Verdi: <attached: {words}\n"
+        "01/03/2021, 21:02 - Anna Verdi: PHOTO-0001.jpg <attached>\n",
+        encoding="utf-8",
+    )
+    result = run("parse", str(path), cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["kind"] for row in rows] == ["text", "text", "media"]
+    assert rows[2]["media"] == "image"
+
+
+def test_signal_header_with_an_impossible_date_is_one_line(tmp_path, capsys):
+    chat = tmp_path / "signal-chats" / "Anna Verdi"
+    chat.mkdir(parents=True)
+    (chat / "chat.md").write_text("[2023-02-11 09:12:40] Me: ciao  \n[2023-13-11 09:13:02] Anna Verdi: hi  \n",
+                                  encoding="utf-8")
+    code, out, err = cli(capsys, "parse", str(chat / "chat.md"))
+    assert code == 2 and out == ""
+    line = one_error_line(err, "chat.md:2:", "impossible date")
+    assert "Anna" not in line

@@ -19,6 +19,7 @@ import re
 from datetime import datetime
 from pathlib import PurePosixPath
 
+from replica.errors import ReplicaInputError
 from replica.ingest.attachments import media_of_file
 from replica.ingest.message import Message
 
@@ -70,7 +71,13 @@ def parse_signal(text: str, *, source: str) -> tuple[list[Message], set[str]]:
     for index, match in enumerate(headers):
         end = headers[index + 1].start() if index + 1 < len(headers) else len(text)
         body = (match["rest"] or "") + text[match.end() : end].rstrip("\n")
-        messages.append(_message(match, body, chat))
+        try:
+            messages.append(_message(match, body, chat))
+        except ValueError:  # month 13, day 31 of a 30-day month, hour 25 ...
+            raise ReplicaInputError(
+                "impossible date or time in a message header; fix the line or export the chat again",
+                path=source, line=text.count("\n", 0, match.start()) + 1,
+            ) from None
     owners = {OWNER} if any(message.sender == OWNER for message in messages) else set()
     return messages, owners
 

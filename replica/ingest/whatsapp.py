@@ -112,10 +112,11 @@ _FILE_ATTACHED_RX = re.compile(
     rf"(?P<file>.+?){_S}\((?:{_alternation(_LOCALE.words('file_attached'))})\)", re.IGNORECASE)
 _ATTACHED_WORDS = _alternation(_LOCALE.words("attached"))
 # '<attached: 00000012-PHOTO.jpg>' anywhere in the message (spaces and marks inside the brackets allowed),
-# or the 2017 iOS form 'FILE.jpg <attached>' at the end of a line.
+# or the 2017 iOS form 'FILE.jpg <attached>' at the end of a line. The file name is tried only from the start of a
+# line or after a bracket (where the leftmost match would begin anyway): linear time on any line.
 _ATTACHED_RX = re.compile(
     rf"<{_S}?{_M}(?:{_ATTACHED_WORDS}):{_S}?{_M}(?P<file>[^<>\n]+?){_S}?{_M}>"
-    rf"|(?P<old>[^\s<>][^<>\n]*?){_S}<{_M}(?:{_ATTACHED_WORDS})>",
+    rf"|(?<![^<>\n])[^\S\n]*(?P<old>[^\s<>][^<>\n]*?){_S}<{_M}(?:{_ATTACHED_WORDS})>",
     re.IGNORECASE,
 )
 # What iOS writes before a document's '<attached: …>': 'Invoice.pdf • 2 pages' (no caption of the user's).
