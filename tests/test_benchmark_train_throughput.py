@@ -36,4 +36,4 @@ def test_three_step_run_reports_both_sides(tmp_path):
     # length grouping pads less than random batches of the same examples padded to their longest
     assert result["padding_fraction_ours"] < result["padding_fraction_baseline"]
     assert any(line.startswith("ours ") for line in lines) and any(line.startswith("baseline ") for line in lines)
-    assert (tmp_path / "dataset" / "train.jsonl").is_file()
+    assert len(list((tmp_path / "datasets").glob("*/train.jsonl"))) == 1  # one content-addressed dataset

@@ -77,3 +77,16 @@ def test_multirun_stopped_before_the_first_validation_finishes_every_job(tmp_pat
         assert (sweep_dir / job / "adapter" / "adapter_model.safetensors").is_file()
         assert json.loads((sweep_dir / job / "summary.json").read_text())["final_val_loss"] is not None
     assert len({r["adapter_dir"] for r in rows}) == 2
+
+
+@pytest.mark.slow
+def test_validation_interval_longer_than_an_epoch_is_one_line(tmp_path):
+    """Only known once the epoch's length is: still one line naming the key and the fix, never Lightning's traceback."""
+    result = run_train(
+        ["trainer=cpu", *SHRINK, "trainer.val_check_interval=100000", "validate_before_training=false", *paths(tmp_path)],
+        tmp_path,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error: trainer.val_check_interval") and "check_val_every_n_epoch=null" in last

@@ -43,7 +43,11 @@ class _DropNotices(logging.Filter):
 
 
 def silence_third_party_notices() -> None:
-    """Install the warning filters and, on every console/file handler, the log-record filter (idempotent)."""
+    """Install the warning filters and, on every console/file handler, the log-record filter (idempotent); hide
+    transformers' per-file "Loading weights" / "Writing model shards" bars (Replica logs what it loads)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
     for category, message, module in NOISE_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
     loggers = [logging.getLogger(), *(logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric"))]

@@ -120,6 +120,14 @@ def _fit(trainer: Trainer, module: ReplicaModule, datamodule, ckpt_path: str | N
     """`trainer.fit`; True when Ctrl-C ended it (Lightning saved last.ckpt and would exit: the run is finished instead)."""
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except ValueError as err:  # the one setting Lightning can only check once it knows the epoch's length
+        reason = str(err).strip()
+        if not reason.startswith("`val_check_interval`"):
+            raise
+        raise ReplicaInputError(
+            f"trainer.val_check_interval: {reason.split('. ')[0].replace('`', '')}; lower it, give a fraction of an "
+            "epoch (e.g. 0.5), or count steps across epochs with trainer.check_val_every_n_epoch=null"
+        ) from None
     except SystemExit:
         if trainer.state.status != TrainerStatus.INTERRUPTED or trainer.world_size > 1:
             raise
