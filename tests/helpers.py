@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from replica.config import compose
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # A small but real run: bundled sample, tiny model, 4-bit NF4 + LoRA, CPU.
 FAST_OVERRIDES = [
@@ -54,3 +59,17 @@ def assert_one_line_error(result, prefix: str, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
+
+
+def run_train(args: list[str], tmp_path: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`python train.py ARGS` in a fresh interpreter, from tmp_path."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def paths(tmp_path: Path) -> list[str]:
+    """Overrides that keep a train.py run's data and logs under tmp_path."""
+    return [f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"]

@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import FAST_OVERRIDES
+from tests.helpers import FAST_OVERRIDES, paths, run_train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHRINK = [o for o in FAST_OVERRIDES if not o.startswith("trainer=")]
-
-
-def run_train(args: list[str], tmp_path: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def paths(tmp_path: Path) -> list[str]:
-    return [f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"]
 
 
 def test_typo_in_a_key_fails_fast_with_the_valid_keys(tmp_path):

@@ -356,9 +356,9 @@ def test_nordic_time_connector_words():
     ("[2021/11/07 午前9:43:05] Layla: hi", datetime(2021, 11, 7, 9, 43, 5)),
     ("07/11/2021, 9:43 p. m. - Layla: hi", datetime(2021, 11, 7, 21, 43)),
     ("2021/11/07, 13:34. - Layla: hi", datetime(2021, 11, 7, 13, 34)),  # dot after the clock
-    (f"\u200f07/11/2021\u200f، \u200f21:43\u200f - \u200fLayla: hi", datetime(2021, 11, 7, 21, 43)),  # RTL marks
-    (f"\u200f[17/11/2021\u200f, \u200f9:43:00\u200f PM\u200f] Layla: hi", datetime(2021, 11, 17, 21, 43)),
-    (f"\u200f[07/11/2021\u200f, \u200f9:43:00\u200f PM\u200f] Layla: hi", datetime(2021, 7, 11, 21, 43)),  # US
+    ("\u200f07/11/2021\u200f، \u200f21:43\u200f - \u200fLayla: hi", datetime(2021, 11, 7, 21, 43)),  # RTL marks
+    ("\u200f[17/11/2021\u200f, \u200f9:43:00\u200f PM\u200f] Layla: hi", datetime(2021, 11, 17, 21, 43)),
+    ("\u200f[07/11/2021\u200f, \u200f9:43:00\u200f PM\u200f] Layla: hi", datetime(2021, 7, 11, 21, 43)),  # US
     ("7. 11. 2021. 21:43:00 Layla: hi", datetime(2021, 11, 7, 21, 43)),  # spaced date, no separator
 ])
 def test_localized_headers(line, when):

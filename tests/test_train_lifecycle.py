@@ -13,23 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import FAST_OVERRIDES, assert_one_line_error, train_tiny
+from tests.helpers import FAST_OVERRIDES, assert_one_line_error, paths, run_train, train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 SHRINK = [o for o in FAST_OVERRIDES if not o.startswith(("trainer=", "trainer.max_steps"))]
 NOTICES = ("kernels-community", "FutureWarning", "💡 Tip", "Total FLOPs", "Paged optimizers are not supported")
-
-
-def run_train(args: list[str], tmp_path: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def paths(tmp_path: Path) -> list[str]:
-    return [f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"]
 
 
 def run_dirs(tmp_path: Path) -> list[Path]:

@@ -13,7 +13,6 @@ import socket
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 from replica.commands.chat import _device, _positive_float, _positive_int, _probability
 from replica.errors import ReplicaInputError
