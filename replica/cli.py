@@ -18,6 +18,7 @@ from replica.errors import ReplicaInputError
 DELEGATED = {
     "chat": ("replica.commands.chat", "talk to a fine-tuned adapter"),
     "merge": ("replica.commands.merge", "merge an adapter into its base model for export"),
+    "export": ("replica.commands.export", "export a run to one GGUF file (llama.cpp, LM Studio) and an Ollama Modelfile"),
     "serve": ("replica.commands.serve", "serve a run over an OpenAI-compatible API, with a web chat and a blind test"),
 }
 EXIT_INTERRUPTED = 130

@@ -1,0 +1,49 @@
+"""What an export starts from: a run (base + adapter, merged in memory) or a `replica merge` folder."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from replica.errors import ReplicaInputError
+
+
+@dataclass
+class ExportSource:
+    """A merged float model in eval mode, the run's chat formatter, and the chat template to embed."""
+
+    model: object
+    formatter: object
+    name: str
+    chat_template: str | None
+
+
+def load_source(path: str | Path) -> ExportSource:
+    """Load `path` (a run folder or a merged folder) as one merged model, on CPU in float32."""
+    from transformers.utils import logging as hf_logging
+
+    from replica.commands.merge import chat_template
+    from replica.inference.loading import is_merged_dir, load_merged, load_run
+    from replica.run_dir import inspect_run
+
+    path = Path(path).expanduser()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    with warnings.catch_warnings():  # library deprecation chatter, not the user's business
+        warnings.simplefilter("ignore")
+        if is_merged_dir(path):
+            model, formatter, _ = load_merged(path)
+        else:
+            if path.is_dir() and not (path / "adapter").is_dir() and not (path / "adapter_config.json").is_file():
+                raise ReplicaInputError(
+                    "not a run folder (no adapter/) nor a merged model (no config.json + replica.json): pass the "
+                    "folder train.py printed, or one written by `replica merge`",
+                    path=str(path),
+                )
+            inspect_run(path)
+            peft_model, formatter, _ = load_run(path, device="cpu", quantized=False)
+            model = peft_model.merge_and_unload()
+    model = model.float().eval()
+    template = chat_template(formatter) or formatter.tokenizer.chat_template
+    return ExportSource(model, formatter, path.resolve().name, template)
