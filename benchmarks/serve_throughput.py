@@ -26,14 +26,15 @@ TARGET_SPEEDUP = 3.0
 PROMPTS = ("ciao, stasera ci sei?", "hai visto la partita?", "where are you?", "andiamo al mare domani?")
 
 
-def drive(url: str, clients: int, per_client: int, max_tokens: int) -> tuple[float, int]:
-    """(seconds, completion tokens) for `clients` threads each sending `per_client` requests back to back."""
+def drive(url: str, clients: int, per_client: int, max_tokens: int) -> tuple[float, dict[int, tuple[str, int]]]:
+    """(seconds, {seed: (reply, completion tokens)}) for `clients` threads each sending `per_client` requests
+    back to back."""
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600)
 
-    def one(client_index: int) -> int:
-        tokens = 0
+    def one(client_index: int) -> dict[int, tuple[str, int]]:
+        replies = {}
         for request in range(per_client):
             seed = client_index * 1000 + request
             reply = client.chat.completions.create(
@@ -43,17 +44,17 @@ def drive(url: str, clients: int, per_client: int, max_tokens: int) -> tuple[flo
                 temperature=0.8,
                 seed=seed,
             )
-            tokens += reply.usage.completion_tokens
-        return tokens
+            replies[seed] = (reply.choices[0].message.content, reply.usage.completion_tokens)
+        return replies
 
     client.chat.completions.create(model="replica", messages=[{"role": "user", "content": "ciao"}], max_tokens=4, seed=0)
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        tokens = sum(pool.map(one, range(clients)))
-    return time.perf_counter() - started, tokens
+        replies = {seed: reply for part in pool.map(one, range(clients)) for seed, reply in part.items()}
+    return time.perf_counter() - started, replies
 
 
-def measure(run_dir: Path, scratch: Path, max_batch: int, clients: int, per_client: int, max_tokens: int) -> tuple[float, int]:
+def measure(run_dir: Path, scratch: Path, max_batch: int, clients: int, per_client: int, max_tokens: int) -> tuple[float, dict]:
     from tests.serve_helpers import Server
 
     server = Server(run_dir, scratch / f"server-batch{max_batch}.log", "--max-batch", str(max_batch), "--max-tokens-limit", str(max(max_tokens, 8)))
@@ -65,8 +66,8 @@ def measure(run_dir: Path, scratch: Path, max_batch: int, clients: int, per_clie
 
 def benchmark(run_dir: Path, scratch: Path, clients: int, per_client: int, max_tokens: int) -> dict:
     replies = clients * per_client
-    batched_s, batched_tokens = measure(run_dir, scratch, clients, clients, per_client, max_tokens)
-    single_s, single_tokens = measure(run_dir, scratch, 1, clients, per_client, max_tokens)
+    batched_s, batched = measure(run_dir, scratch, clients, clients, per_client, max_tokens)
+    single_s, single = measure(run_dir, scratch, 1, clients, per_client, max_tokens)
     speedup = (replies / batched_s) / (replies / single_s)
     return {
         "clients": clients,
@@ -76,8 +77,9 @@ def benchmark(run_dir: Path, scratch: Path, clients: int, per_client: int, max_t
         "one_at_a_time_s": round(single_s, 3),
         "batched_replies_per_s": round(replies / batched_s, 3),
         "one_at_a_time_replies_per_s": round(replies / single_s, 3),
-        "batched_tokens": batched_tokens,
-        "one_at_a_time_tokens": single_tokens,
+        "batched_tokens": sum(tokens for _, tokens in batched.values()),
+        "one_at_a_time_tokens": sum(tokens for _, tokens in single.values()),
+        "same_replies": batched == single,  # each row samples with its own seed: batching must not change a reply
         "speedup": round(speedup, 2),
         "target": {f"speedup>={TARGET_SPEEDUP:g}": speedup >= TARGET_SPEEDUP},
     }
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['replies']} replies from {result['clients']} concurrent openai clients, max_tokens={result['max_tokens']}")
     print(f"  batched (--max-batch {result['clients']}): {result['batched_replies_per_s']:.2f} replies/s, {result['batched_tokens']} tokens")
     print(f"  one at a time (--max-batch 1): {result['one_at_a_time_replies_per_s']:.2f} replies/s, {result['one_at_a_time_tokens']} tokens")
-    print(f"  speedup {result['speedup']:.2f}x (target >= {TARGET_SPEEDUP:g}x)")
+    print(f"  speedup {result['speedup']:.2f}x (target >= {TARGET_SPEEDUP:g}x); same replies in both modes: {result['same_replies']}")
     print(json.dumps(result))
     return 0
 

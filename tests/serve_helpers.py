@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -68,3 +71,47 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=30)
+
+
+class Answer:
+    """Status, headers (lower-case names) and parsed JSON body of one HTTP exchange."""
+
+    def __init__(self, status: int, headers: dict[str, str], raw: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+
+    def json(self):
+        return json.loads(self.raw or b"null")
+
+
+def call(url: str, method: str, path: str, body: bytes | str | dict | None = None, headers: dict | None = None, timeout: float = 300) -> Answer:
+    """One request with http.client, which sends header values given as bytes untouched (non-ASCII keys)."""
+    parsed = urllib.parse.urlsplit(url)
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+        response = connection.getresponse()
+        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    finally:
+        connection.close()
+
+
+def long_seed(url: str, headers: dict, max_tokens: int, candidates: int = 8) -> int:
+    """A seed whose reply at temperature 2 runs to `max_tokens` (found by asking: each row samples with its own
+    seed, so the same seed runs as long again)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(seed: int) -> Answer:
+        body = {"messages": [{"role": "user", "content": "ciao"}], "max_tokens": max_tokens, "temperature": 2.0, "seed": seed}
+        return call(url, "POST", "/v1/chat/completions", body, headers)
+
+    with ThreadPoolExecutor(candidates) as pool:
+        answers = list(pool.map(ask, range(candidates)))
+    for seed, answer in enumerate(answers):
+        assert answer.status == 200, answer.raw
+        if answer.json()["choices"][0]["finish_reason"] == "length":
+            return seed
+    raise AssertionError(f"none of seeds 0-{candidates - 1} ran to {max_tokens} tokens at temperature 2")

@@ -21,10 +21,9 @@ def test_serve_benchmark_prints_json_last():
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["clients"] == 4 and result["replies"] == 4
+    assert result["same_replies"] is True  # the README's promise: batching changes no reply
+    assert result["batched_tokens"] == result["one_at_a_time_tokens"] and 4 <= result["batched_tokens"] <= 4 * 6
     assert result["batched_s"] > 0 and result["one_at_a_time_s"] > 0
-    assert result["speedup"] == pytest.approx(result["one_at_a_time_s"] / result["batched_s"], rel=0.02)
-    assert 4 <= result["batched_tokens"] <= 4 * 6 and 4 <= result["one_at_a_time_tokens"] <= 4 * 6
-    assert isinstance(result["target"]["speedup>=3"], bool)
 
 
 def test_serve_benchmark_rejects_a_missing_run_dir(tmp_path):

@@ -79,6 +79,48 @@ def test_chat_interactive_through_stdin(run_dir):
     assert "ciao" not in result.stderr and "come stai" not in result.stderr  # the conversation is not logged
 
 
+FIRST = "ciao! stasera andiamo al mare con tutti gli altri, porti tu la pizza e le birre? 🍕🍺"
+SECOND = "come stai?"
+GREEDY = ("--greedy", "--max-new-tokens", "16")
+
+
+def replies_of(result: subprocess.CompletedProcess) -> list[str]:
+    assert result.returncode == 0, result.stderr
+    return [line.removeprefix("replica> ") for line in result.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def fresh_greedy_reply(run_dir) -> str:
+    """The greedy reply to SECOND with no conversation before it."""
+    return replies_of(replica("chat", run_dir, "--once", SECOND, *GREEDY))[0]
+
+
+@pytest.mark.slow
+def test_reset_clears_what_the_replica_remembers(run_dir, fresh_greedy_reply):
+    _, remembered, after_reset = replies_of(replica("chat", run_dir, *GREEDY, stdin=f"{FIRST}\n{SECOND}\n/reset\n{SECOND}\n"))
+    assert remembered != fresh_greedy_reply  # the first message changed the reply: the context is really used
+    assert after_reset == fresh_greedy_reply
+
+
+@pytest.mark.slow
+def test_context_option_limits_the_turns_sent(run_dir, fresh_greedy_reply):
+    _, with_one_turn = replies_of(replica("chat", run_dir, *GREEDY, "--context", "1", stdin=f"{FIRST}\n{SECOND}\n"))
+    assert with_one_turn == fresh_greedy_reply  # only the newest message was sent
+    _, with_default = replies_of(replica("chat", run_dir, *GREEDY, stdin=f"{FIRST}\n{SECOND}\n"))
+    assert with_default != fresh_greedy_reply
+
+
+@pytest.mark.slow
+def test_chat_temperature_and_top_p_reach_the_sampler(run_dir, fresh_greedy_reply):
+    def once(*options: str) -> str:
+        return replies_of(replica("chat", run_dir, "--once", SECOND, "--max-new-tokens", "16", *options))[0]
+
+    hot = [once("--seed", str(seed), "--temperature", "2") for seed in (1, 2)]
+    assert any(reply != fresh_greedy_reply for reply in hot)  # sampling at 2 leaves the greedy reply
+    assert once("--seed", "1", "--temperature", "0.01") == fresh_greedy_reply  # a near-zero temperature is greedy
+    assert once("--seed", "1", "--temperature", "2", "--top-p", "0.000001") == fresh_greedy_reply  # only the top token
+
+
 @pytest.mark.slow
 def test_chat_interactive_ends_at_end_of_input(run_dir):
     result = replica("chat", run_dir, "--seed", "5", stdin="ciao\n\n")

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import assert_one_line_error, train_tiny
-from tests.serve_helpers import MARKERS, ROOT, Server, replica_cli
+from tests.serve_helpers import MARKERS, ROOT, Server, call, long_seed, replica_cli
 
 KEY = "test-key-5f1c9a"
 SECRET = "SEGRETISSIMO-42"  # a message text that must never reach the server's output
@@ -45,6 +47,21 @@ def test_missing_model_dir_is_one_line_error(tmp_path):
 
 
 # ---- a real server -----------------------------------------------------------------------------------------
+READ_TIMEOUT_S = 2
+MAX_CONNECTIONS = 16
+DEFAULT_MAX_TOKENS = 10
+MAX_TOKENS_LIMIT = 300
+MAX_BODY_KB = 64
+GUESSES_PER_HOUR = 3
+ALLOWED_HOST = "replica.test"
+SERVER_OPTIONS = (
+    "--api-key", KEY, "--allowed-host", ALLOWED_HOST, "--read-timeout", str(READ_TIMEOUT_S),
+    "--max-connections", str(MAX_CONNECTIONS), "--max-tokens", str(DEFAULT_MAX_TOKENS),
+    "--max-tokens-limit", str(MAX_TOKENS_LIMIT), "--max-body-kb", str(MAX_BODY_KB),
+    "--blind-guesses-per-hour", str(GUESSES_PER_HOUR),
+)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     _, run = train_tiny(tmp_path_factory.mktemp("serve"))
@@ -53,7 +70,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(run_dir, tmp_path_factory):
-    process = Server(run_dir, tmp_path_factory.mktemp("serve-log") / "server.log", "--api-key", KEY)
+    process = Server(run_dir, tmp_path_factory.mktemp("serve-log") / "server.log", *SERVER_OPTIONS)
     yield process
     process.stop()
 
@@ -63,6 +80,12 @@ def client(server):
     from openai import OpenAI
 
     return OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def seed_to_length(server) -> int:
+    """A seed whose temperature-2 reply runs to the server's max_tokens limit."""
+    return long_seed(server.url, AUTH, MAX_TOKENS_LIMIT)
 
 
 def assert_clean(text: str) -> None:
@@ -80,7 +103,27 @@ def http(server, path: str, body: bytes | None = None, headers: dict | None = No
         return err.code, json.loads(err.read() or b"null")
 
 
+def assert_error_object(answer, status: int, *fragments: str, param: str | None = None) -> None:
+    """An OpenAI error object: {"error": {"message", "type", "param", "code"}}."""
+    assert answer.status == status, answer.raw
+    error = answer.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"], error
+    for fragment in fragments:
+        assert fragment in error["message"], error
+    if param is not None:
+        assert error["param"] == param, error
+
+
 AUTH = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+
+
+def chat(server, body: dict, headers: dict = AUTH):
+    return call(server.url, "POST", "/v1/chat/completions", body, headers)
+
+
+def reply_text(answer) -> str:
+    assert answer.status == 200, answer.raw
+    return answer.json()["choices"][0]["message"]["content"]
 
 
 @pytest.mark.slow
@@ -107,37 +150,36 @@ def test_non_streaming_completion_with_usage(client):
 
 
 @pytest.mark.slow
-def test_streaming_matches_its_final_text(client):
-    stream = client.chat.completions.create(
-        model="replica",
-        messages=[{"role": "user", "content": "hey, what's up?"}, {"role": "assistant", "content": "not much"}, {"role": "user", "content": "pizza?"}],
-        max_tokens=24,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    chunks = list(stream)
+def test_streaming_matches_the_same_seeded_reply(client, seed_to_length):
+    messages = [{"role": "user", "content": "hey, what's up?"}, {"role": "assistant", "content": "not much"}, {"role": "user", "content": "pizza?"}]
+    settings = dict(model="replica", messages=messages, max_tokens=24, temperature=2.0, seed=seed_to_length)
+    expected = client.chat.completions.create(**settings)
+    chunks = list(client.chat.completions.create(**settings, stream=True, stream_options={"include_usage": True}))
     pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
     reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
-    assert reasons in (["stop"], ["length"])
-    text = "".join(pieces)
-    assert_clean(text)
-    usage = chunks[-1].usage
-    assert usage is not None and 1 <= usage.completion_tokens <= 24
+    assert expected.choices[0].message.content.strip(), "the reference reply is empty: pick another seed"
+    assert "".join(pieces) == expected.choices[0].message.content
+    assert len([p for p in pieces if p]) >= 2  # it really streamed, in pieces
+    assert reasons == [expected.choices[0].finish_reason]
+    assert chunks[-1].usage.completion_tokens == expected.usage.completion_tokens
 
 
 @pytest.mark.slow
-def test_eight_concurrent_clients_all_get_replies(client):
+def test_eight_concurrent_clients_share_batches(client):
     def ask(index: int):
-        return client.chat.completions.create(
+        raw = client.chat.completions.with_raw_response.create(
             model="replica", messages=[{"role": "user", "content": f"ciao numero {index}"}], max_tokens=12, seed=index
         )
+        return int(raw.headers["x-replica-batch"]), raw.parse()
 
     with ThreadPoolExecutor(8) as pool:
-        replies = list(pool.map(ask, range(8)))
-    assert len(replies) == 8
-    for reply in replies:
+        answers = list(pool.map(ask, range(8)))
+    for _, reply in answers:
         assert_clean(reply.choices[0].message.content)
         assert 1 <= reply.usage.completion_tokens <= 12
+    sizes = [size for size, _ in answers]
+    assert max(sizes) >= 2, sizes  # requests arriving together shared a generate
+    assert all(1 <= size <= 8 for size in sizes), sizes  # --max-batch default 8
 
 
 @pytest.mark.slow
@@ -148,6 +190,33 @@ def test_stop_strings_never_appear_in_the_reply(client):
         )
         content = reply.choices[0].message.content
         assert "a" not in content and "o" not in content, content
+
+
+@pytest.mark.slow
+def test_top_p_field_narrows_sampling(server):
+    """top_p close to 0 keeps only the most likely token: temperature-2 sampling becomes the greedy reply."""
+    ask = lambda **extra: reply_text(chat(server, {"messages": [{"role": "user", "content": "come va?"}], "max_tokens": 10, **extra}))
+    greedy = ask(temperature=0)
+    sampled = [ask(temperature=2.0, seed=seed, top_p=1.0) for seed in range(3)]
+    assert any(text != greedy for text in sampled), "temperature 2 never left the greedy reply: the check below would prove nothing"
+    assert [ask(temperature=2.0, seed=seed, top_p=1e-9) for seed in range(3)] == [greedy] * 3
+
+
+@pytest.mark.slow
+def test_tiny_temperature_is_greedy_not_an_error(server):
+    greedy = reply_text(chat(server, {"messages": [{"role": "user", "content": "ciao"}], "max_tokens": 8, "temperature": 0}))
+    tiny = chat(server, {"messages": [{"role": "user", "content": "ciao"}], "max_tokens": 8, "temperature": 1e-40, "seed": 3})
+    assert reply_text(tiny) == greedy  # 1e-40 divides the logits into inf/nan: it must mean greedy
+
+
+@pytest.mark.slow
+def test_default_and_largest_max_tokens(server, seed_to_length):
+    unnamed = chat(server, {"messages": [{"role": "user", "content": "ciao"}], "temperature": 2.0, "seed": seed_to_length}).json()
+    assert unnamed["usage"]["completion_tokens"] == DEFAULT_MAX_TOKENS and unnamed["choices"][0]["finish_reason"] == "length"
+    at_limit = chat(server, {"messages": [{"role": "user", "content": "ciao"}], "max_tokens": MAX_TOKENS_LIMIT, "temperature": 0})
+    assert at_limit.status == 200
+    over = chat(server, {"messages": [{"role": "user", "content": "ciao"}], "max_tokens": MAX_TOKENS_LIMIT + 1})
+    assert_error_object(over, 400, str(MAX_TOKENS_LIMIT), param="max_tokens")
 
 
 @pytest.mark.slow
@@ -167,22 +236,143 @@ def test_limits_and_validation_errors_never_echo_the_conversation(server, client
     from openai import BadRequestError
 
     with pytest.raises(BadRequestError):
-        client.chat.completions.create(model="replica", messages=[{"role": "user", "content": "ciao"}], max_tokens=100_000)
-    with pytest.raises(BadRequestError):
         client.chat.completions.create(model="replica", messages=[{"role": "user", "content": "ciao"}], n=2)
-    status, body = http(server, "/v1/chat/completions", json.dumps({"messages": [{"role": "pirate", "content": SECRET}]}).encode(), AUTH)
-    assert status == 400 and SECRET not in json.dumps(body)
-    status, _ = http(server, "/v1/chat/completions", b"{" + b" " * 400_000 + b"}", AUTH)
-    assert status == 413
-    status, _ = http(server, "/v1/chat/completions", b"{not json", AUTH)
-    assert status == 400
+    bad_role = chat(server, {"messages": [{"role": "pirate", "content": SECRET}]})
+    assert_error_object(bad_role, 400, "messages.0.role", param="messages.0.role")
+    assert SECRET not in bad_role.raw.decode()
+    fits = {"messages": [{"role": "user", "content": "x" * ((MAX_BODY_KB - 4) * 1024)}], "max_tokens": 2}
+    assert chat(server, fits).status == 200  # just under --max-body-kb
+    too_big = {"messages": [{"role": "user", "content": "x" * ((MAX_BODY_KB + 4) * 1024)}], "max_tokens": 2}
+    assert_error_object(chat(server, too_big), 413, f"{MAX_BODY_KB * 1024} bytes")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_tokens", True), ("max_tokens", "64"), ("temperature", "0.5"), ("stream", "yes"), ("seed", 1.5), ("n", True)],
+)
+def test_strict_types(server, field, value):
+    answer = chat(server, {"messages": [{"role": "user", "content": "ciao"}], field: value})
+    assert_error_object(answer, 400, field, param=field)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [("POST", "/v1/chat/completions", b"{not json", 400), ("POST", "/v1/chat/completions", b"[1, 2]", 400),
+     ("GET", "/v1/nothing-here", None, 404), ("GET", "/static/missing.js", None, 404), ("DELETE", "/v1/models", None, 405)],
+)
+def test_every_error_is_an_openai_error_object(server, method, path, body, status):
+    assert_error_object(call(server.url, method, path, body, AUTH), status)
+
+
+# ---- one bad request fails alone ---------------------------------------------------------------------------
+LONE_SURROGATE = '{"messages": [{"role": "user", "content": "ciao \\ud800 SEGRETISSIMO-42"}], "max_tokens": 8%s}'
+
+
+@pytest.mark.slow
+def test_lone_surrogate_is_a_400_naming_the_field_and_its_batch_is_unharmed(server, client):
+    def normal(seed: int):
+        return client.chat.completions.create(model="replica", messages=[{"role": "user", "content": "ciao"}], max_tokens=8, seed=seed)
+
+    expected = [normal(seed).choices[0].message.content for seed in range(5)]
+    with ThreadPoolExecutor(7) as pool:
+        normals = [pool.submit(normal, seed) for seed in range(5)]
+        poisoned = pool.submit(call, server.url, "POST", "/v1/chat/completions", LONE_SURROGATE % "", AUTH)
+        poisoned_stream = pool.submit(call, server.url, "POST", "/v1/chat/completions", LONE_SURROGATE % ', "stream": true', AUTH)
+        assert [f.result().choices[0].message.content for f in normals] == expected
+        for answer in (poisoned.result(), poisoned_stream.result()):
+            assert_error_object(answer, 400, "messages.0.content", "surrogate", param="messages.0.content")
+            assert SECRET not in answer.raw.decode()
+    assert "Traceback" not in server.output() and SECRET not in server.output()
+
+
+def _fault_injected_server(run_dir, marker: str):
+    """The real app, batcher and model in-process, with one injected fault: a batch holding `marker` raises
+    like a GPU out of memory (the real failure a batch can hit that no validation can foresee)."""
+    import threading
+
+    import torch
+    import uvicorn
+
+    from replica.commands.serve import host_policy
+    from replica.inference.generation import Sampling, generate_jobs
+    from replica.inference.loading import load_run
+    from replica.serve.app import Engine, Limits, create_app
+    from replica.serve.batcher import Batcher
+    from tests.serve_helpers import free_port
+
+    model, formatter, _ = load_run(run_dir)
+
+    def generate(jobs):
+        if any(marker in turn["text"] for job in jobs for turn in job.context):
+            raise torch.OutOfMemoryError(f"simulated for a batch of {len(jobs)}")
+        return generate_jobs(model, formatter, jobs)
+
+    batcher = Batcher(generate, max_batch=8, window_s=0.8, queue_size=16)
+    limits = Limits(max_body_bytes=65536, max_tokens=64, default_max_tokens=8, read_timeout_s=10)
+    engine = Engine(batcher, Sampling(temperature=0.8, top_p=0.95), "replica", limits, formatter.prompt_ids)
+    port = free_port()
+    app = create_app(engine, None, host_policy("127.0.0.1", []))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.slow
+def test_a_failing_row_fails_alone_and_its_stream_ends_with_an_error_event(run_dir, caplog):
+    import httpx
+    from openai import APIError, InternalServerError, OpenAI
+
+    server, thread, url = _fault_injected_server(run_dir, "BOOM")
+    client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=300)
+    poison = [{"role": "user", "content": "BOOM"}]
+
+    def normal(seed: int):
+        return client.chat.completions.create(model="replica", messages=[{"role": "user", "content": "ciao"}], max_tokens=6, seed=seed)
+
+    def failing_stream():
+        with pytest.raises(APIError, match="could not be generated"):
+            for _ in client.chat.completions.create(model="replica", messages=poison, max_tokens=6, stream=True):
+                pass
+        return True
+
+    def raw_failing_stream() -> list[str]:
+        body = {"messages": poison, "max_tokens": 6, "stream": True}
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=300) as response:
+            return [line for line in response.iter_lines() if line]
+
+    try:
+        with caplog.at_level("WARNING", logger="replica.serve"), ThreadPoolExecutor(8) as pool:
+            normals = [pool.submit(normal, seed) for seed in range(4)]
+            failing = pool.submit(client.chat.completions.create, model="replica", messages=poison, max_tokens=6)
+            streams = [pool.submit(failing_stream), pool.submit(raw_failing_stream)]
+            replies = [f.result() for f in normals]
+            with pytest.raises(InternalServerError) as failed:
+                failing.result()
+            assert streams[0].result()
+            events = streams[1].result()
+        alone = [normal(seed).choices[0].message.content for seed in range(4)]
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    assert [r.choices[0].message.content for r in replies] == alone
+    assert failed.value.body["type"] == "server_error" and "OutOfMemoryError" in failed.value.body["message"]
+    assert json.loads(events[-2].removeprefix("data: "))["error"]["type"] == "server_error"
+    assert events[-1] == "data: [DONE]"
+    assert any("retrying its requests one at a time" in r.getMessage() for r in caplog.records)
+    assert all(r.exc_info is None and "BOOM" not in r.getMessage() for r in caplog.records)
+
+
+# ---- clients that go away, or never finish ------------------------------------------------------------------
 @pytest.mark.slow
 def test_client_leaving_mid_stream_does_not_break_the_server_and_nothing_is_logged(server, client):
     import httpx
 
-    body = {"messages": [{"role": "user", "content": SECRET}], "max_tokens": 512, "stream": True, "temperature": 1.5}
+    body = {"messages": [{"role": "user", "content": SECRET}], "max_tokens": MAX_TOKENS_LIMIT, "stream": True, "temperature": 1.5}
     with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, headers=AUTH, timeout=300) as response:
         assert response.status_code == 200
         next(response.iter_lines())  # the first event arrived; now hang up
@@ -191,28 +381,164 @@ def test_client_leaving_mid_stream_does_not_break_the_server_and_nothing_is_logg
     assert SECRET not in server.output()
 
 
+def _send_and_hang_up(server, body: dict) -> None:
+    payload = json.dumps(body).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {KEY}\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload
+        )
+
+
 @pytest.mark.slow
-def test_cancelled_job_stops_its_row_at_once(run_dir):
-    from replica.inference.generation import Job, Sampling, generate_jobs
-    from replica.inference.loading import load_run
+def test_abandoned_non_streaming_requests_stop_generating(server, seed_to_length):
+    long_body = {"messages": [{"role": "user", "content": "ciao"}], "max_tokens": MAX_TOKENS_LIMIT, "temperature": 2.0, "seed": seed_to_length}
+    started = time.perf_counter()
+    assert chat(server, long_body).json()["usage"]["completion_tokens"] == MAX_TOKENS_LIMIT
+    one_long_reply_s = time.perf_counter() - started
+    for _ in range(8):
+        _send_and_hang_up(server, long_body)  # 8 batched rows of MAX_TOKENS_LIMIT tokens, if nobody cancels them
+    time.sleep(0.3)
+    started = time.perf_counter()
+    assert chat(server, {"messages": [{"role": "user", "content": "ciao"}], "max_tokens": 4}).status == 200
+    after_s = time.perf_counter() - started
+    assert after_s < one_long_reply_s / 2, (after_s, one_long_reply_s)
 
-    model, formatter, _ = load_run(run_dir)
-    steps = {"seen": 0}
 
-    def cancelled() -> bool:
-        steps["seen"] += 1
-        return steps["seen"] > 3
+def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """(whether the server closed the connection within `seconds`, what it sent before closing)."""
+    sock.settimeout(seconds)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except TimeoutError:
+        return False, received
+    return True, received
 
-    context = [{"role": "them", "text": "ciao"}]
-    never = Sampling(max_new_tokens=200, do_sample=True, temperature=1.5, seed=1)
-    leaving, staying = generate_jobs(
-        model, formatter, [Job(context, never, cancelled=cancelled), Job(context, Sampling(max_new_tokens=6))]
+
+@pytest.mark.slow
+def test_headers_that_never_finish_are_cut_off(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # and then nothing
+        started = time.monotonic()
+        closed, _ = _closed_within(sock, READ_TIMEOUT_S + 10)
+        assert closed and time.monotonic() - started < READ_TIMEOUT_S + 5
+
+
+@pytest.mark.slow
+def test_a_body_shorter_than_its_content_length_gets_408(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {KEY}\r\nContent-Length: 100\r\n\r\n".encode() + b'{"messages": '
+        )
+        closed, received = _closed_within(sock, READ_TIMEOUT_S + 10)
+    assert closed and received.startswith(b"HTTP/1.1 408"), received[:200]
+    assert json.loads(received.partition(b"\r\n\r\n")[2])["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.slow
+def test_half_open_connections_are_limited_and_freed(server, client):
+    sockets = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(40)]
+    try:
+        for sock in sockets:
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never finished
+        assert call(server.url, "GET", "/health").status == 503  # over --max-connections: refused, not queued
+        closed = [_closed_within(sock, READ_TIMEOUT_S + 10)[0] for sock in sockets]
+        assert all(closed)
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert [model.id for model in client.models.list().data] == ["replica"]
+
+
+# ---- Host allow-list and page security headers ----------------------------------------------------------------
+def _host_status(server, host: bytes) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+        _, received = _closed_within(sock, 30)
+    return int(received.split(b" ", 2)[1]), received.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.slow
+def test_host_header_allow_list(server):
+    port = str(server.port).encode()
+    for host in (b"127.0.0.1:" + port, b"localhost:" + port, b"[::1]:" + port, b"localhost", ALLOWED_HOST.encode() + b":" + port):
+        assert _host_status(server, host)[0] == 200, host
+    for host in (b"evil.example:" + port, b"evil.example", b"0.0.0.0:" + port, b"192.168.1.20", b"replica.test.evil.example"):
+        status, body = _host_status(server, host)
+        assert status == 400 and "--allowed-host" in json.loads(body)["error"]["message"], host
+
+
+# ---- the web pages in a real headless Chromium -------------------------------------------------------------
+@pytest.fixture
+def browser_context(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(http_credentials={"username": "friend", "password": KEY}, viewport={"width": 1000, "height": 700})
+        try:
+            yield context
+        finally:
+            context.close()
+            browser.close()
+
+
+@pytest.fixture
+def page(browser_context):
+    return browser_context.new_page()
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_web_chat_streams_a_reply_with_its_settings_and_starts_over(server, client, page, seed_to_length):
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    expected = client.chat.completions.create(
+        model="replica", messages=[{"role": "user", "content": "ciao, stasera ci sei?"}], max_tokens=3, temperature=2.0, seed=seed_to_length
     )
-    assert leaving.finish_reason in ("cancelled", "stop") and len(leaving.token_ids) <= 4
-    assert len(staying.token_ids) <= 6
+    assert expected.choices[0].finish_reason == "length" and expected.choices[0].message.content.strip()
+    page.goto(server.url + "/")
+    page.get_by_text("Sampling settings").click()
+    page.get_by_test_id("max-tokens").fill("3")
+    page.get_by_test_id("temperature").fill("2")
+    page.get_by_test_id("seed").fill(str(seed_to_length))
+    page.get_by_test_id("message-input").fill("ciao, stasera ci sei?")
+    with page.expect_request("**/v1/chat/completions") as sent:
+        page.get_by_test_id("send").click()
+    assert json.loads(sent.value.post_data)["max_tokens"] == 3
+    page.wait_for_selector('[data-testid="reply"][data-state="done"]', timeout=300_000)
+    assert page.get_by_test_id("reply").first.inner_text() == expected.choices[0].message.content
+    page.get_by_test_id("message-input").fill("e domani?")
+    page.get_by_test_id("send").click()
+    page.wait_for_function("document.querySelectorAll('[data-testid=reply][data-state=done]').length == 2", timeout=300_000)
+    page.get_by_test_id("new-conversation").click()
+    assert page.get_by_test_id("reply").count() == 0
+    assert not [text for text in console if "Content Security Policy" in text], console  # the page obeys its own CSP
 
 
-# ---- blind test: storage survives a killed server ---------------------------------------------------------
+@pytest.mark.slow
+@needs_chromium
+def test_pages_forbid_inline_scripts_framing_and_sniffing(server, page):
+    for path in ("/", "/blind", "/static/chat.js"):
+        headers = page.goto(server.url + path).headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"] and "script-src 'self'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+    page.goto(server.url + "/")
+    injected = page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
+        " document.body.appendChild(s); return window.injected === undefined; }"
+    )
+    assert injected, "an inline script ran: the Content-Security-Policy is not enforced"
+    page.set_content(f'<iframe src="{server.url}/"></iframe>')
+    page.wait_for_timeout(1500)
+    framed = page.frames[1]
+    assert framed.evaluate("() => document.querySelector('[data-testid=send]') === null")  # refused to render framed
+
+
+# ---- blind test ---------------------------------------------------------------------------------------------
 def count_guesses(run_dir: Path) -> tuple[str, int]:
     connection = sqlite3.connect(run_dir / "blind" / "guesses.sqlite")
     try:
@@ -221,21 +547,80 @@ def count_guesses(run_dir: Path) -> tuple[str, int]:
         connection.close()
 
 
+class Visitor:
+    """One browser's view of the blind test: its own cookie jar, the server's key."""
+
+    def __init__(self, server) -> None:
+        import http.cookiejar
+
+        self.url = server.url
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def _open(self, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data=data, headers=AUTH)
+        try:
+            with self.opener.open(request, timeout=300) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def next(self) -> tuple[int, dict]:
+        return self._open("/blind/api/next")
+
+    def guess(self, choice: str) -> tuple[int, dict]:
+        return self._open("/blind/api/guess", {"choice": choice})
+
+
+@pytest.mark.slow
+def test_blind_pair_cannot_be_peeked(server):
+    first = Visitor(server)
+    status, pair = first.next()
+    assert status == 200
+    assert first.next() == (200, pair)  # asking again shows the same open pair, not a fresh replica reply
+    shown: dict[str, set] = {}
+    for _ in range(30):  # other visitors meet contexts again: each time with the very same two texts
+        status, other = Visitor(server).next()
+        assert status == 200
+        options = shown.setdefault(json.dumps(other["context"]), set(other["options"].values()))
+        assert set(other["options"].values()) == options
+    assert set(pair["options"].values()) == shown.get(json.dumps(pair["context"]), set(pair["options"].values()))
+    status, verdict = first.guess("a")
+    assert status == 200 and verdict["real"] in ("a", "b")
+    assert first.guess("a")[0] == 409  # one guess per shown pair
+    status, after = first.next()
+    assert status == 200 and after["context"] != pair["context"]  # a revealed context never comes back to its guesser
+
+
+@pytest.mark.slow
+def test_blind_guesses_are_capped_per_client_and_open_pairs_survive_crowds(server):
+    visitor, patient = Visitor(server), Visitor(server)
+    assert patient.next()[0] == 200
+    for _ in range(GUESSES_PER_HOUR):
+        assert visitor.next()[0] == 200
+        assert visitor.guess("b")[0] == 200
+    status, body = visitor.next()
+    assert status == 429 and "per hour" in body["error"]["message"]
+    for _ in range(300):  # more than the old 256-pair memory: nobody can push another visitor's pair out
+        assert Visitor(server).next()[0] == 200
+    assert patient.guess("a")[0] == 200
+
+
 @pytest.mark.slow
 def test_killing_the_server_mid_stream_loses_no_stored_guess(run_dir, tmp_path):
     import httpx
 
     target = tmp_path / "run"
-    shutil.copytree(run_dir, target)
+    shutil.copytree(run_dir, target, ignore=shutil.ignore_patterns("blind"))
     server = Server(target, tmp_path / "killed.log")
     try:
+        visitor = Visitor(server)
         for _ in range(2):
-            status, pair = http(server, "/blind/api/next")
+            status, pair = visitor.next()
             assert status == 200 and set(pair["options"]) == {"a", "b"}
-            status, verdict = http(server, "/blind/api/guess", json.dumps({"token": pair["token"], "choice": "a"}).encode(), {"Content-Type": "application/json"})
+            status, verdict = visitor.guess("a")
             assert status == 200 and verdict["real"] in ("a", "b")
-        status, _ = http(server, "/blind/api/guess", json.dumps({"token": pair["token"], "choice": "b"}).encode(), {"Content-Type": "application/json"})
-        assert status == 409  # a pair is answered once
+        assert visitor.guess("b")[0] == 409  # a pair is answered once
         body = {"messages": [{"role": "user", "content": "ciao"}], "max_tokens": 512, "stream": True, "temperature": 1.5}
         with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=300) as response:
             next(response.iter_lines())
@@ -244,39 +629,6 @@ def test_killing_the_server_mid_stream_loses_no_stored_guess(run_dir, tmp_path):
     finally:
         server.stop()
     assert count_guesses(target) == ("ok", 2)
-
-
-# ---- the web pages in a real headless Chromium -------------------------------------------------------------
-@pytest.fixture
-def page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(http_credentials={"username": "friend", "password": KEY}, viewport={"width": 1000, "height": 700})
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
-
-
-@pytest.mark.slow
-@needs_chromium
-def test_web_chat_streams_a_reply_and_starts_over(server, page):
-    page.goto(server.url + "/")
-    page.get_by_text("Sampling settings").click()
-    page.get_by_test_id("max-tokens").fill("16")
-    page.get_by_test_id("message-input").fill("ciao, stasera ci sei?")
-    page.get_by_test_id("send").click()
-    reply = page.get_by_test_id("reply").first
-    page.wait_for_selector('[data-testid="reply"][data-state="done"]', timeout=300_000)
-    assert_clean(reply.inner_text())
-    page.get_by_test_id("message-input").fill("e domani?")
-    page.get_by_test_id("send").click()
-    page.wait_for_function("document.querySelectorAll('[data-testid=reply][data-state=done]').length == 2", timeout=300_000)
-    page.get_by_test_id("new-conversation").click()
-    assert page.get_by_test_id("reply").count() == 0
 
 
 @pytest.mark.slow
@@ -294,6 +646,10 @@ def test_blind_guess_in_the_browser_is_stored_and_reported(server, run_dir, page
     score = page.get_by_test_id("score").inner_text()
     assert f"of {before + 1} times" in score and "95% interval" in score
     assert count_guesses(run_dir) == ("ok", before + 1)
+    connection = sqlite3.connect(run_dir / "blind" / "guesses.sqlite")
+    clients = connection.execute("SELECT COUNT(DISTINCT client) FROM guesses").fetchone()[0]
+    connection.close()
+    assert f"{clients} browser" in score
 
     done = subprocess.run(
         [sys.executable, "evaluate.py", f"run_dir={run_dir}", "eval.max_examples=4"],
@@ -301,7 +657,7 @@ def test_blind_guess_in_the_browser_is_stored_and_reported(server, run_dir, page
     )
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
-    assert metrics["human"]["guesses"] == before + 1
+    assert metrics["human"]["guesses"] == before + 1 and metrics["human"]["clients"] == clients >= 1
     low, high = metrics["human"]["ci95"]
     assert 0 <= low <= metrics["human"]["rate"] <= high <= 1
-    assert "Blind test" in (run_dir / "eval" / "report.md").read_text()
+    assert f"from {clients} client" in (run_dir / "eval" / "report.md").read_text()

@@ -19,6 +19,8 @@ from replica.errors import ReplicaInputError
 
 LOOPBACK_NAMES = ("localhost",)
 DEFAULT_MAX_TOKENS = 64
+WILDCARD_HOSTS = ("0.0.0.0", "::")
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long (uvicorn's timeout_keep_alive)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; others need --api-key)")
     parser.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--api-key", help="require Authorization: Bearer KEY on every endpoint but /health")
+    parser.add_argument(
+        "--allowed-host", action="append", default=[], metavar="NAME",
+        help="a host name clients may use in the Host header, besides localhost and IP addresses (repeatable)",
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where to run the model (default: cuda if available)")
     parser.add_argument("--max-batch", type=_positive_int, default=8, help="requests generated together (default 8; 1 = one at a time)")
     parser.add_argument("--batch-window-ms", type=_non_negative_float, default=20.0, help="how long a batch waits for more requests (default 20)")
@@ -37,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tokens", type=_positive_int, help=f"reply length when a request names none (default {DEFAULT_MAX_TOKENS}, at most the limit)")
     parser.add_argument("--max-tokens-limit", type=_positive_int, default=512, help="largest max_tokens a request may ask for (default 512)")
     parser.add_argument("--max-body-kb", type=_positive_int, default=256, help="request body limit in KiB (default 256)")
+    parser.add_argument("--read-timeout", type=_positive_float, default=10.0, help="seconds a client has for its request headers, and again for its body (default 10)")
+    parser.add_argument("--max-connections", type=_positive_int, default=64, help="open connections served at once; more get 503 (default 64)")
+    parser.add_argument("--blind-guesses-per-hour", type=_positive_int, default=60, help="blind-test guesses one browser may add per hour (default 60)")
     parser.add_argument("--temperature", type=_positive_float, default=0.8, help="default sampling temperature (default 0.8)")
     parser.add_argument("--top-p", type=_probability, default=0.95, help="default nucleus sampling mass (default 0.95)")
     return parser
@@ -59,7 +68,12 @@ def main(argv: Sequence[str]) -> int:
     import uvicorn
 
     print(f"replica serve: http://{_url_host(args.host)}:{args.port}/ (API at /v1, blind test at /blind)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, server_header=False)
+    from replica.serve.connections import protocol_with_header_timeout
+
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="warning", access_log=False, server_header=False,
+        http=protocol_with_header_timeout(args.read_timeout), limit_concurrency=args.max_connections, timeout_keep_alive=KEEP_ALIVE_S,
+    )
     return 0
 
 
@@ -83,6 +97,16 @@ def is_loopback(host: str) -> bool:
         return False  # a hostname may resolve to anything: treat it as exposed
 
 
+def host_policy(host: str, allowed: Sequence[str]):
+    """Host headers the server answers: loopback names, the address it listens on, any IP address when it listens
+    on every interface, and the --allowed-host names."""
+    from replica.serve.guard import HostPolicy
+
+    bound = host.strip("[]").lower()
+    names = {"localhost", "127.0.0.1", "::1", bound, *(name.strip().lower() for name in allowed)}
+    return HostPolicy(frozenset(names), any_ip=bound in WILDCARD_HOSTS)
+
+
 def check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -103,6 +127,7 @@ def build_app(args: argparse.Namespace, merged: bool, info):
     from replica.inference.loading import load_merged, load_run
     from replica.serve.app import Engine, Limits, create_app
     from replica.serve.batcher import Batcher
+    from replica.serve.blind import BlindLimits
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -118,18 +143,21 @@ def build_app(args: argparse.Namespace, merged: bool, info):
             generation = info.config.get("generation")
     sampling = Sampling.from_cfg(generation)
     sampling.temperature, sampling.top_p = args.temperature, args.top_p
-    limits = Limits(max_body_bytes=args.max_body_kb * 1024, max_tokens=args.max_tokens_limit, default_max_tokens=args.max_tokens)
+    limits = Limits(
+        max_body_bytes=args.max_body_kb * 1024, max_tokens=args.max_tokens_limit, default_max_tokens=args.max_tokens, read_timeout_s=args.read_timeout
+    )
     batcher = Batcher(
         partial(generate_jobs, model, formatter),
         max_batch=args.max_batch,
         window_s=args.batch_window_ms / 1000,
         queue_size=args.queue_size,
     )
-    engine = Engine(batcher, sampling, "replica", limits)
-    return create_app(engine, args.api_key, blind_test(None if merged else info))
+    engine = Engine(batcher, sampling, "replica", limits, formatter.prompt_ids)
+    blind = blind_test(None if merged else info, BlindLimits(guesses_per_hour=args.blind_guesses_per_hour))
+    return create_app(engine, args.api_key, host_policy(args.host, args.allowed_host), blind)
 
 
-def blind_test(info):
+def blind_test(info, limits):
     """The blind test over the masked test split of exactly the run's dataset (as evaluate.py reads it);
     unavailable, with the reason, for a merged folder or a dataset that cannot be found or rebuilt."""
     from replica.evaluation.run import load_split
@@ -137,12 +165,12 @@ def blind_test(info):
     from replica.serve.blind import BlindTest
 
     if info is None:
-        return BlindTest(None, [], "a merged model carries no dataset: serve the run folder to take the blind test")
+        return BlindTest(None, [], "a merged model carries no dataset: serve the run folder to take the blind test", limits)
     try:
         examples = load_split(run_dataset(info.run_dir, log=logging.getLogger(__name__).info).dir, "test")
     except ReplicaInputError as err:
-        return BlindTest(info.run_dir, [], f"the run's test split is unavailable ({err})")
-    return BlindTest(info.run_dir, examples)
+        return BlindTest(info.run_dir, [], f"the run's test split is unavailable ({err})", limits)
+    return BlindTest(info.run_dir, examples, limits=limits)
 
 
 def _url_host(host: str) -> str:

@@ -1,4 +1,8 @@
-"""Requests that arrive within a short window share one batched `generate`, run on one worker thread."""
+"""Requests that arrive within a short window share one batched `generate`, run on one worker thread.
+
+A request's failure is its own: when a batch fails, its jobs are retried one at a time, so only the job that
+caused the error fails (a streaming job that already sent text is not retried: it fails with the batch).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from replica.inference.generation import Job, Reply
 
@@ -19,17 +23,40 @@ class Busy(Exception):
     """The waiting queue is full: the client should retry later."""
 
 
+class GenerationFailed(Exception):
+    """Generating this job's reply raised; the message names only the error type, never the conversation."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    reply: Reply
+    batch_size: int  # how many requests were generated together with this one (itself included)
+
+
 @dataclass(eq=False)
 class _Pending:
     job: Job
     future: Future
+    streamed: bool = False  # some text already went to the client
+
+    def tracked(self) -> Job:
+        """The job with its streaming hook noting that text went out (such a job cannot be retried)."""
+        if self.job.on_text is None:
+            return self.job
+        forward = self.job.on_text
+
+        def on_text(piece: str) -> None:
+            self.streamed = True
+            forward(piece)
+
+        return replace(self.job, on_text=on_text)
 
 
 class Batcher:
     """A bounded queue of jobs in front of one generation thread.
 
     The thread takes the oldest job, waits up to `window_s` for more (at most `max_batch` in all), drops the
-    ones already cancelled, generates the rest together and resolves each job's future with its Reply.
+    ones already cancelled, generates the rest together and resolves each job's future with its Outcome.
     """
 
     def __init__(self, generate: Callable[[Sequence[Job]], list[Reply]], *, max_batch: int, window_s: float, queue_size: int) -> None:
@@ -41,7 +68,7 @@ class Batcher:
         self._thread.start()
 
     def submit(self, job: Job) -> Future:
-        """Queue `job`; its future resolves to a Reply. Raises Busy when the queue is full."""
+        """Queue `job`; its future resolves to an Outcome. Raises Busy when the queue is full."""
         pending = _Pending(job, Future())
         try:
             self._queue.put_nowait(pending)
@@ -66,14 +93,28 @@ class Batcher:
             for pending in batch:
                 if pending not in live:
                     pending.future.cancel()
-            if not live:
-                continue
-            try:
-                replies = self.generate([p.job for p in live])
-            except Exception as err:  # one failed batch must not stop the server
-                log.error("generation failed: %s", type(err).__name__)
-                for pending in live:
-                    pending.future.set_exception(err)
-                continue
-            for pending, reply in zip(live, replies):
-                pending.future.set_result(reply)
+            if live:
+                self._run(live)
+
+    def _run(self, batch: list[_Pending]) -> None:
+        try:
+            replies = self.generate([p.tracked() for p in batch])
+        except Exception as err:  # noqa: BLE001 - one failed batch must not stop the server or fail its neighbours
+            if len(batch) == 1:
+                return _fail(batch[0], err)
+            log.warning("generation failed for a batch of %d (%s): retrying its requests one at a time", len(batch), type(err).__name__)
+            for pending in batch:
+                if pending.streamed:
+                    _fail(pending, err)
+                elif not (pending.job.cancelled and pending.job.cancelled()):
+                    self._run([pending])
+                else:
+                    pending.future.cancel()
+            return
+        for pending, reply in zip(batch, replies):
+            pending.future.set_result(Outcome(reply, len(batch)))
+
+
+def _fail(pending: _Pending, err: Exception) -> None:
+    log.error("generation failed for one request (%s)", type(err).__name__)  # the type only: no text, no traceback
+    pending.future.set_exception(GenerationFailed(f"the reply could not be generated ({type(err).__name__})"))

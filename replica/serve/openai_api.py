@@ -8,27 +8,41 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from replica.inference.generation import Reply
 
 ROLE_TO_TURN = {"user": "them", "assistant": "me"}
 IGNORED_ROLES = ("system", "developer")
 MAX_STOPS = 4
+STRICT = ConfigDict(extra="ignore", strict=True)  # `max_tokens: true` or `"64"` is an error, not a silent cast
+
+
+def _encodable(text: str) -> str:
+    """Text the tokenizer can encode: a lone surrogate ("\\ud800" in JSON) is rejected here, naming the field."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("holds a lone surrogate (invalid Unicode); send valid UTF-8 text") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = STRICT
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = STRICT
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
+    content: Text | list[TextPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -37,14 +51,14 @@ class Message(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = STRICT
     include_usage: bool = False
 
 
 class ChatRequest(BaseModel):
     """Unknown OpenAI fields (frequency_penalty, user, ...) are accepted and ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = STRICT
     model: str | None = None
     messages: list[Message] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -52,7 +66,7 @@ class ChatRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     seed: int | None = None
-    stop: str | list[str] | None = None
+    stop: Text | list[Text] | None = None
     n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -75,6 +89,11 @@ class ChatRequest(BaseModel):
 
 def error_body(message: str, kind: str, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+
+
+def error_response(status: int, message: str, kind: str, param: str | None = None, headers: dict | None = None) -> JSONResponse:
+    """An HTTP response holding an OpenAI error object."""
+    return JSONResponse(error_body(message, kind, param), status_code=status, headers=headers)
 
 
 def completion_id() -> str:

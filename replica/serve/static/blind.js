@@ -5,24 +5,25 @@ const buttons = { a: document.getElementById("option-a"), b: document.getElement
 const verdict = document.getElementById("verdict");
 const next = document.getElementById("next");
 const score = document.getElementById("score");
-let token = null;
+let open = false;  // a pair is shown and not yet guessed (the server keeps its answer, tied to this browser)
 
 function pct(x) { return Math.round(x * 100) + "%"; }
 
 function showScore(s) {
   if (!s || !s.guesses) { score.textContent = "No guesses yet."; return; }
-  score.textContent = `You spotted the real reply ${s.spotted} of ${s.guesses} times (${pct(s.rate)}, 95% interval ` +
-    `${pct(s.ci95[0])}–${pct(s.ci95[1])}); 50% means the replica is indistinguishable.`;
+  score.textContent = `People spotted the real reply ${s.spotted} of ${s.guesses} times (${pct(s.rate)}, 95% interval ` +
+    `${pct(s.ci95[0])}–${pct(s.ci95[1])}; ${s.clients} ${s.clients === 1 ? "browser" : "browsers"}); ` +
+    "50% means the replica is indistinguishable.";
 }
 
 async function load() {
-  token = null;
+  open = false;
   next.hidden = true;
   verdict.textContent = "Writing the replica's reply…";
   for (const b of Object.values(buttons)) { b.disabled = true; b.className = ""; b.textContent = "…"; }
   const response = await fetch("/blind/api/next");
   const body = await response.json();
-  if (!response.ok) { verdict.textContent = body.error ? body.error.message : response.statusText; return; }
+  if (!response.ok) { verdict.textContent = body.error ? body.error.message : response.statusText; next.hidden = false; return; }
   context.replaceChildren(...body.context.map((turn) => {
     const node = document.createElement("div");
     node.className = "bubble " + (turn.role === "me" ? "me" : "them");
@@ -30,18 +31,17 @@ async function load() {
     return node;
   }));
   for (const key of ["a", "b"]) { buttons[key].textContent = body.options[key]; buttons[key].disabled = false; }
-  token = body.token;
+  open = true;
   verdict.textContent = "Which reply is really them?";
   showScore(body.score);
 }
 
 async function guess(choice) {
-  if (!token) return;
-  const sent = token;
-  token = null;
+  if (!open) return;
+  open = false;
   for (const b of Object.values(buttons)) b.disabled = true;
   const response = await fetch("/blind/api/guess", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token: sent, choice }),
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ choice }),
   });
   const body = await response.json();
   if (!response.ok) { verdict.textContent = body.error ? body.error.message : response.statusText; next.hidden = false; return; }
