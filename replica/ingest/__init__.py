@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from operator import attrgetter
 from pathlib import Path, PurePosixPath
 
 from replica.errors import ReplicaInputError
@@ -53,7 +56,16 @@ def load_exports(
     if date_order not in DATE_ORDERS:
         choices = ", ".join(DATE_ORDERS)
         raise ReplicaInputError(f"date_order {date_order!r} is not one of {choices}; fix `date_order`")
-    budget = Budget(limits or Limits.defaults())
+    with _collector_paused():
+        result = _read_all(paths, date_order, Budget(limits or Limits.defaults()))
+    if not result.messages:
+        raise ReplicaInputError(_nothing_found(paths, result))
+    result.messages.sort(key=attrgetter("time"))
+    return result
+
+
+def _read_all(paths: Sequence[str | Path], date_order: str, budget: Budget) -> LoadResult:
+    """Every message of every export under `paths`, unsorted (Messenger threads merged once all parts are read)."""
     result = LoadResult()
     threads: dict[str, list[tuple[str, dict, bool]]] = {}
     for given in paths:
@@ -79,10 +91,20 @@ def load_exports(
                 budget.add_messages(len(result.messages) - before, name)
     for parts in threads.values():
         _load_thread(parts, result)
-    if not result.messages:
-        raise ReplicaInputError(_nothing_found(paths, result))
-    result.messages.sort(key=lambda message: message.time)
     return result
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: parsing builds no reference cycles, and the collector would only rescan
+    the growing list of messages (about a fifth of the parse time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _load_one(name: str, data: bytes, date_order: str, result: LoadResult, budget: Budget) -> dict | None:

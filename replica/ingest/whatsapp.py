@@ -94,6 +94,8 @@ _MIN_HEADER_SHARE = 0.1  # of those (non-empty) lines, at least this share must 
 MEDIA_PLACEHOLDERS = _LOCALE.media_omitted  # whole first line, lowercased, marks and a final "." removed
 _FINAL_DOTS = ".。"  # a deleted notice may end in either
 DELETED = frozenset(phrase.lower().rstrip(_FINAL_DOTS) for phrase in _LOCALE.words("deleted"))
+_WHOLE_LINE_KEYS = DELETED | MEDIA_PLACEHOLDERS.keys()  # a first line equal to one is a placeholder, not text
+_MAYBE_MARKUP_ENDS = " >)"  # '… <This message was edited>', 'IMG-1.jpg (file attached)', a padded line
 # File name -> media type: extension first, then the WhatsApp file-name tag.
 EXTENSION_MEDIA: dict[str, str] = {
     **dict.fromkeys(("jpg", "jpeg", "png", "heic", "bmp"), "image"),
@@ -170,8 +172,13 @@ def parse_whatsapp(text: str, *, source: str, chat: str, date_order: str = "auto
 
 
 def _first_lines(text: str, count: int = _SAMPLE_LINES * 4) -> list[str]:
-    """The first `count` lines, without splitting the whole text."""
-    return text.split("\n", count)[:count]
+    """The first `count` (>= 1) lines, without splitting (or copying) the rest of the text."""
+    end = -1
+    for _ in range(count):
+        end = text.find("\n", end + 1)
+        if end < 0:
+            return text.split("\n")
+    return text[:end].split("\n")
 
 
 def _detect_family(text: str) -> str | None:
@@ -272,30 +279,42 @@ def _hour_24(hour: int, word: str, cache: dict[str, int | None] = {}) -> int:  #
     return hour if shift is None else hour % 12 + shift
 
 
+def _header_time(stamp: tuple, dates: dict[str, tuple], text: str, m: re.Match, source: str) -> datetime:
+    """The time of a header's (date, clock word before, hour, minute, second, clock word after) fields."""
+    raw_date, ampm0, raw_hour, minute, second, ampm = stamp
+    hour = int(raw_hour)
+    clock = ampm or ampm0
+    if clock:
+        hour = _hour_24(hour, clock)
+    try:
+        return datetime(*dates[raw_date], hour, int(minute), int(second) if second else 0)
+    except ValueError:
+        raise ReplicaInputError(f"impossible time {raw_hour}:{minute} in a message header; fix the line or "
+                                f"re-export the chat ({HOW_TO_EXPORT})",
+                                path=source, line=text.count("\n", 0, m.start()) + 1) from None
+
+
 def _build_messages(text: str, matches: list[re.Match], dates: dict[str, tuple], *, ios: bool,
                     chat: str, source: str) -> list[Message]:
-    """One Message per header; the text up to the next header is its body."""
+    """One Message per header; the text up to the next header is its body. Hot path: one time object per distinct
+    header stamp, and a one-line body that can only be text (`_plain_line`) skips `_classify`."""
     senders: dict[str, tuple[str | None, bool]] = {}
+    times: dict[tuple, datetime] = {}
     messages = []
     append = messages.append
     marked: list[tuple[int, str]] = []  # iOS: (index, raw sender) of unknown texts that start with U+200E
     plain_senders: set[str] = set()  # iOS: raw senders with at least one message without that lead
     ends = [m.start() - 1 for m in matches[1:]] + [len(text)]
     for m, end in zip(matches, ends):
-        raw_date, ampm0, raw_hour, minute, second, ampm, rest = m.groups()
-        hour = int(raw_hour)
-        clock = ampm or ampm0
-        if clock:
-            hour = _hour_24(hour, clock)
-        year, month, day = dates[raw_date]
-        try:
-            time = datetime(year, month, day, hour, int(minute), int(second) if second else 0)
-        except ValueError:
-            raise ReplicaInputError(f"impossible time {raw_hour}:{minute} in a message header; fix the line or "
-                                    f"re-export the chat ({HOW_TO_EXPORT})",
-                                    path=source, line=text.count("\n", 0, m.start()) + 1) from None
+        fields = m.groups()
+        stamp = fields[:6]
+        time = times.get(stamp)
+        if time is None:
+            time = times[stamp] = _header_time(stamp, dates, text, m, source)
+        rest = fields[6]
         body_end = m.end()
-        body = rest if end <= body_end else rest + text[body_end:end]
+        one_line = end <= body_end
+        body = rest if one_line else rest + text[body_end:end]
 
         sender = None
         split = rest.find(": ")
@@ -312,7 +331,10 @@ def _build_messages(text: str, matches: list[re.Match], dates: dict[str, tuple],
         if sender is None:
             append(Message(time, None, _strip_marks(body), "system", "whatsapp", chat))
             continue
-        message = _classify(time, sender, body.rstrip("\n"), ios, chat)
+        if one_line and _plain_line(body, sender, ios):
+            message = Message(time, sender, body, "text", "whatsapp", chat)
+        else:
+            message = _classify(time, sender, body.rstrip("\n"), ios, chat)
         if ios and message.kind == "text":
             if body[:1] == "\u200e":
                 marked.append((len(messages), raw_sender))
@@ -324,6 +346,17 @@ def _build_messages(text: str, matches: list[re.Match], dates: dict[str, tuple],
             message = messages[index]
             message.sender, message.kind, message.text = None, "system", _strip_marks(message.text)
     return messages
+
+
+def _plain_line(line: str, sender: str, ios: bool) -> bool:
+    """True only if `_classify` would keep this one-line body as text; checks that cost less than it does."""
+    if not line or line[0] in _MARKS or line[-1] in _MAYBE_MARKUP_ENDS or "<" in line or ":" in line[:30]:
+        return False
+    if len(line) < 50 and line.lower().rstrip(_FINAL_DOTS) in _WHOLE_LINE_KEYS:
+        return False
+    if line[:4].lower() in _NOTICE_PREFIXES:
+        return False
+    return not (ios and _is_actor_notice(line, sender))
 
 
 def _clean_sender(raw: str) -> tuple[str | None, bool]:
