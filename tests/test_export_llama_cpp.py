@@ -1,0 +1,113 @@
+"""The exported file in real llama.cpp (llama-cpp-python): same logits as the merged model, role tokens as single
+control tokens, end-of-turn as end-of-generation, the pre-tokenizer table, Modelfile prompts tokenized as in
+training, and (slow) a trained demo run whose clean-stop rate survives export."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from replica.export.llama_cpp_run import is_end_of_generation, load_gguf
+from tests.test_export_gguf import EOS, PRE_TOKENIZERS, Q8_0_TOLERANCE, ROLE, export, make_merged, probe_prompts, replica
+from tests.test_export_modelfile import OLLAMA_ROLE, conversations, formatter_for, modelfile_template, parse_go_template, render_go_template
+
+TOKENIZER_TEXTS = [
+    "ciao, come stai? 😂😂 tutto bene",
+    "it's 12345 o'clock, isn't it? I'LL see; you'd've",
+    "Prices: 3.50€ or 1,000,000 lire!!",
+    "Ünïcödé — ok\n\n  spaced   out\t\ttabs \n",
+    "   leading spaces and trailing   ",
+    "中文 日本語 한국어 العربية ελληνικά",
+    "line one\r\nline two\n\n\nthree",
+]
+
+
+@pytest.fixture
+def llm_for():
+    opened = []
+
+    def load(path: Path, **kwargs):
+        llm = load_gguf(path, **kwargs)
+        opened.append(llm)
+        return llm
+
+    yield load
+    for llm in opened:
+        llm.close()
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_llama_cpp_logits_match_the_merged_model(tmp_path, arch, llm_for):
+    folder = make_merged(tmp_path / "merged", arch)
+    merged = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    for quant, tolerance in (("f16", 1e-2), ("q8_0", Q8_0_TOLERANCE)):
+        llm = llm_for(export(folder, quant), logits_all=True)
+        for ids in probe_prompts():
+            llm.reset()
+            llm.eval(ids)
+            with torch.no_grad():
+                expected = merged(torch.tensor([ids])).logits[0].numpy()
+            assert np.abs(np.asarray(llm.scores[: len(ids)]) - expected).max() <= tolerance, (arch, quant)
+
+
+def test_role_tokens_are_single_tokens_and_end_of_turn_ends_generation(tmp_path, llm_for):
+    folder = make_merged(tmp_path / "merged", "qwen2")
+    vocab = AutoTokenizer.from_pretrained(folder).get_vocab()
+    llm = llm_for(export(folder, "q8_0"))
+    for marker in (ROLE["me"], ROLE["them"], ROLE["eot"]):
+        assert llm.tokenize(marker.encode(), add_bos=False, special=True) == [vocab[marker]], marker
+    assert is_end_of_generation(llm, vocab[ROLE["eot"]])
+    assert is_end_of_generation(llm, vocab[EOS])  # the base's own EOS still ends generation
+    assert not is_end_of_generation(llm, vocab[ROLE["them"]])  # a leak, not a stop: it must be measured as one
+
+
+@pytest.mark.parametrize("pre", sorted(PRE_TOKENIZERS))
+def test_each_known_pre_tokenizer_tokenizes_like_transformers(tmp_path, pre, llm_for):
+    folder = make_merged(tmp_path / "merged", "llama", pre=pre)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    llm = llm_for(export(folder, "f16"), n_ctx=64)
+    for text in TOKENIZER_TEXTS:
+        assert llm.tokenize(text.encode(), add_bos=False, special=False) == tokenizer(text, add_special_tokens=False)["input_ids"], text
+
+
+def test_the_qwen2_tokenizer_transformers_builds_tokenizes_like_llama_cpp(tmp_path, llm_for):
+    folder = make_merged(tmp_path / "merged", "qwen2")  # transformers rebuilds it as Qwen2's (NFC + qwen2 split)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    llm = llm_for(export(folder, "f16"), n_ctx=64)
+    for text in TOKENIZER_TEXTS:  # already NFC, as typed text is
+        assert llm.tokenize(text.encode(), add_bos=False, special=False) == tokenizer(text, add_special_tokens=False)["input_ids"], text
+
+
+@pytest.mark.parametrize("fmt", ["role_tokens", "plain", "chat_template"])
+def test_llama_cpp_tokenizes_the_modelfile_prompt_as_training_did(tmp_path, fmt, llm_for):
+    folder = make_merged(tmp_path / "merged", "llama", fmt=fmt, bos=fmt == "plain")
+    result = replica("export", folder, "--gguf", "--quant", "q8_0", "--out", folder / "gguf", "--ollama")
+    assert result.returncode == 0, result.stderr
+    formatter = formatter_for(fmt, folder)
+    nodes = parse_go_template(modelfile_template(folder))
+    llm = llm_for(folder / "gguf" / "replica-q8_0.gguf", n_ctx=64)
+    for context in conversations():
+        messages = [{"Role": OLLAMA_ROLE[t["role"]], "Content": t["text"]} for t in context]
+        prompt = render_go_template(nodes, {"Messages": messages})
+        assert llm.tokenize(prompt.encode(), add_bos=True, special=True) == formatter.prompt_ids(context)
+
+
+@pytest.mark.slow
+def test_a_trained_demo_run_still_stops_after_export(tmp_path):
+    from replica.export.proof import compare_clean_stop, test_contexts
+    from replica.export.source import load_source
+    from replica.inference.generation import Sampling
+    from tests.helpers import train_tiny
+
+    _, run = train_tiny(tmp_path, ["trainer.max_steps=120"])
+    result = replica("export", run, "--gguf", "--quant", "q8_0")
+    assert result.returncode == 0, result.stderr
+    sampling = Sampling(do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=64, seed=random.Random(0).randrange(1000))
+    comparison = compare_clean_stop(load_source(run), run / "gguf" / "replica-q8_0.gguf", test_contexts(run, 32), sampling)
+    assert comparison.before > 0.5, comparison  # the run learned to stop: otherwise the comparison proves nothing
+    assert comparison.after >= comparison.before - 0.05, comparison
