@@ -99,7 +99,7 @@ def test_llama_cpp_tokenizes_the_modelfile_prompt_as_training_did(tmp_path, fmt,
 
 @pytest.mark.slow
 def test_a_trained_demo_run_still_stops_after_export(tmp_path):
-    from replica.export.proof import compare_clean_stop, test_contexts
+    from replica.export.proof import after_export, before_export, test_contexts
     from replica.export.source import load_source
     from replica.inference.generation import Sampling
     from tests.helpers import train_tiny
@@ -107,7 +107,10 @@ def test_a_trained_demo_run_still_stops_after_export(tmp_path):
     _, run = train_tiny(tmp_path, ["trainer.max_steps=120"])
     result = replica("export", run, "--gguf", "--quant", "q8_0")
     assert result.returncode == 0, result.stderr
+    source = load_source(run)
+    contexts = test_contexts(run, 32)
     sampling = Sampling(do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=64, seed=random.Random(0).randrange(1000))
-    comparison = compare_clean_stop(load_source(run), run / "gguf" / "replica-q8_0.gguf", test_contexts(run, 32), sampling)
-    assert comparison.before > 0.5, comparison  # the run learned to stop: otherwise the comparison proves nothing
-    assert comparison.after >= comparison.before - 0.05, comparison
+    before = before_export(source, contexts, sampling)
+    after = after_export(run / "gguf" / "replica-q8_0.gguf", source.formatter, contexts, sampling)
+    assert before.clean_stop_rate > 0.5, before  # the run learned to stop: otherwise the comparison proves nothing
+    assert after.clean_stop_rate >= before.clean_stop_rate - 0.05, (before, after)
