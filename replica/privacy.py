@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-from functools import cache
+from functools import cache, partial
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported when a path is shown (see `_masker`)
+    from replica.prepare.pii import PiiMasker
 
 _SEPARATORS = re.compile(r"([/\\!])")
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}$")
@@ -77,11 +81,16 @@ def _display_part(part: str) -> str:
 
 
 def _mask_title(title: str) -> str:
-    """A chat title is a person or a group named by people: numbers and e-mails masked, then every run of words."""
-    pieces = _PLACEHOLDER.split(_masker().mask(title))
-    return "".join(piece if _PLACEHOLDER.fullmatch(piece) else _WORDS.sub(_name, piece) for piece in pieces)
+    return mask_title(title, _masker())
 
 
-def _name(match: re.Match) -> str:
+def mask_title(title: str, masker: PiiMasker) -> str:
+    """A chat title is a person or a group named by people: what `masker` finds masked, then every run of words."""
+    pieces = _PLACEHOLDER.split(masker.mask(title))
+    name = partial(_name, masker)
+    return "".join(piece if _PLACEHOLDER.fullmatch(piece) else _WORDS.sub(name, piece) for piece in pieces)
+
+
+def _name(masker: PiiMasker, match: re.Match) -> str:
     words = match.group()
-    return _masker().placeholder("NAME", " ".join(words.casefold().split()), words)
+    return masker.placeholder("NAME", " ".join(words.casefold().split()), words)

@@ -20,6 +20,8 @@ ME = "Marco Bianchi"
 ONE_TO_ONE = "WhatsApp Chat with Luca Ferri +39 347 111 2233.txt"
 GROUP = "WhatsApp Chat with Amici.txt"
 BROKEN = "WhatsApp Chat with Giovanna Verdi +39 347 111 2233.txt"  # empty: skipped, and its name is shown
+# A chat named after someone who never writes in it (only the user does): no sender list holds her name.
+SILENT = "WhatsApp Chat with Ornella Sarti +39 348 222 3344.txt"
 
 # What the contacts write (the forms the masking must catch) and what must survive it.
 PERSONAL = [
@@ -36,7 +38,8 @@ KEPT = ["il 12/03/2024 alle 14:30 ho pagato 1.234.567 euro", "ho comprato una ma
 RAW = [
     "Ferri", "ferri", "Esposito", "Müller", "Muller", "Nicolò", "Nicolo", "Zoë", "Giovanna", "Verdi", "Luca", "Rosa",
     "example.io", "segreto", "bit.ly", "abc123", "instagram.com", "files.example.net", "4111", "415) 555",
-    "555-0132", "347 111 2233", "3471112233", "luca(at)", "example(dot)",
+    "555-0132", "347 111 2233", "3471112233", "luca(at)", "example(dot)", "Ornella", "Sarti", "348 222 3344",
+    "3482223344",
 ]
 SHRUNK = [o for o in FAST_OVERRIDES if not o.startswith(("trainer.max_steps=", "trainer.val_check_interval="))]
 SHRUNK += ["trainer.max_steps=8", "trainer.val_check_interval=4"]  # a small export: 8 training batches
@@ -44,10 +47,11 @@ REPLIES = ["sì certo, ci vediamo alle otto", "va bene, porto io le birre", "ok 
 
 
 def write_exports(folder: Path) -> None:
-    """Forty days of chats: a 1:1 chat with Luca Ferri and a group with Nicolo Esposito, Zoë Müller and Rosa Neri."""
+    """Forty days of chats: a 1:1 chat with Luca Ferri, a group with Nicolo Esposito, Zoë Müller and Rosa Neri, and
+    a chat with Ornella Sarti where only the user writes (two turns an evening)."""
     folder.mkdir()
     start = datetime(2024, 1, 1, 18, 0)
-    one, group = [], []
+    one, group, silent = [], [], []
     for day in range(40):
         time = start + timedelta(days=day)
         stamp = lambda minutes: (time + timedelta(minutes=minutes)).strftime("%d/%m/%Y, %H:%M")  # noqa: E731
@@ -55,7 +59,10 @@ def write_exports(folder: Path) -> None:
         one += [f"{stamp(0)} - Luca Ferri: {said}", f"{stamp(1)} - {ME}: {REPLIES[day % len(REPLIES)]}"]
         sender = ("Nicolo Esposito", "Zoë Müller", "Rosa Neri")[day % 3]
         group += [f"{stamp(2)} - {sender}: {said}", f"{stamp(3)} - {ME}: {REPLIES[(day + 1) % len(REPLIES)]}"]
+        silent += [f"{stamp(60)} - {ME}: {REPLIES[day % len(REPLIES)]}",
+                   f"{stamp(120)} - {ME}: {REPLIES[(day + 2) % len(REPLIES)]}"]
     (folder / ONE_TO_ONE).write_text("\n".join(one) + "\n", encoding="utf-8")
+    (folder / SILENT).write_text("\n".join(silent) + "\n", encoding="utf-8")
     (folder / GROUP).write_text("\n".join(group) + "\n", encoding="utf-8")
     (folder / BROKEN).write_text("", encoding="utf-8")
 
@@ -69,6 +76,35 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def leaks(text: str) -> list[str]:
     return [raw for raw in RAW if raw in text]
+
+
+def strings(value: object) -> list[str]:
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [*value, *(text for item in value.values() for text in strings(item))]
+    if isinstance(value, list):
+        return [text for item in value for text in strings(item)]
+    return []
+
+
+def test_every_text_field_of_every_dataset_row_is_masked(tmp_path):
+    exports = tmp_path / "exports"
+    write_exports(exports)
+    run(["-m", "replica.cli", "prepare", f"data.exports=[{exports}]", f"data.me=['{ME}']",
+         f"paths.data_dir={tmp_path / 'data'}"], tmp_path)
+
+    (dataset,) = (tmp_path / "data" / "datasets").iterdir()
+    rows = [json.loads(line) for split in ("train", "val", "test")
+            for line in (dataset / f"{split}.jsonl").read_text("utf-8").splitlines()]
+    for row in rows:
+        assert leaks("\n".join(strings(row))) == [], row["session"]
+    labels = {row["chat"] for row in rows}
+    assert all(row["session"].startswith(row["chat"] + "#") for row in rows)
+    # Luca Ferri's and Ornella Sarti's chats: name and number masked; the group keeps its title, which names no one
+    assert len(labels) == 3 and "Amici" in labels
+    assert all(re.fullmatch(r"<NAME_\d+> <PHONE_\d+>", label) for label in labels - {"Amici"})
 
 
 @pytest.mark.slow

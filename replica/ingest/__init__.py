@@ -13,15 +13,20 @@ from operator import attrgetter
 from pathlib import Path, PurePosixPath
 
 from replica.errors import ReplicaInputError
-from replica.ingest.limits import Budget, LimitError, Limits
-from replica.privacy import display_path
-from replica.ingest.message import Message
 from replica.ingest.discord import looks_like_discord, parse_discord
+from replica.ingest.limits import Budget, LimitError, Limits
+from replica.ingest.message import Message
 from replica.ingest.messenger import looks_like_messenger, parse_messenger
 from replica.ingest.signal import looks_like_signal, parse_signal
 from replica.ingest.sources import decode_text, is_zip, iter_files, reason_of
 from replica.ingest.telegram import looks_like_telegram, parse_telegram
-from replica.ingest.whatsapp import DATE_ORDERS, looks_like_whatsapp, parse_whatsapp, why_not_whatsapp
+from replica.ingest.whatsapp import (
+    DATE_ORDERS,
+    looks_like_whatsapp,
+    parse_whatsapp,
+    why_not_whatsapp,
+)
+from replica.privacy import display_path
 
 SUPPORTED = (
     "a WhatsApp .txt export, a Telegram result.json, a Messenger/Instagram message_N.json, a Signal chat.md "

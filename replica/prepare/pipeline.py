@@ -31,7 +31,7 @@ from replica.prepare.store import (
     read_stats,
 )
 from replica.prepare.turns import build_sessions, chat_labels
-from replica.privacy import display_path
+from replica.privacy import display_path, mask_title
 
 
 @dataclass(slots=True)
@@ -61,12 +61,13 @@ def build_dataset(loaded: LoadResult, cfg: DataConfig) -> Dataset:
     masked = [
         replace(message, text=masker.mask(message.text, chat_languages.get(chat_key(message)))) for message in kept
     ]
+    title_to_label = _title_masking(messages, me_senders, masker)
     sessions = build_sessions(
         masked,
         me_senders,
         merge_gap_minutes=cfg.merge_gap,
         session_gap_hours=cfg.session_gap,
-        labels=chat_labels({chat_key(message) for message in masked}, rename=masker.mask),
+        labels=chat_labels({chat_key(message) for message in masked}, rename=title_to_label),
         languages=chat_languages,
     )
     examples = build_examples(sessions, context_min=cfg.context_min, context_max=cfg.context_max, seed=cfg.seed)
@@ -179,6 +180,18 @@ def _load(cfg: DataConfig, log: Callable[[str], None]) -> LoadResult:
             "or Messenger/Instagram message_N.json exports"
         )
     return loaded
+
+
+def _title_masking(messages: Iterable[Message], me_senders: set[str], masker: PiiMasker) -> Callable[[str], str]:
+    """How a chat title becomes the rows' `chat`/`session` label: masked like a message; a chat where no contact
+    writes is named after someone no sender list knows, so every word of its title is masked too."""
+    chats, spoken = set(), set()
+    for message in messages:
+        chats.add(chat_key(message))
+        if message.sender is not None and message.sender not in me_senders:
+            spoken.add(chat_key(message))
+    silent = {chat for _, chat in chats - spoken}
+    return lambda title: mask_title(title, masker) if title in silent else masker.mask(title)
 
 
 def _contacts(messages: Iterable[Message], me_senders: set[str]) -> list[str]:
