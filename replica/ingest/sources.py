@@ -196,6 +196,10 @@ def reason_of(err: ReplicaInputError) -> str:
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _TEXT_CONTROLS = frozenset("\t\n\r\f\v\x1b")
 _MAX_CONTROL_SHARE = 0.05
+_CONTROL_RX = re.compile(  # C0 and C1 control characters, those of plain text excepted
+    "[" + "".join(re.escape(chr(code)) for code in (*range(0x20), *range(0x7F, 0xA0)) if chr(code) not in _TEXT_CONTROLS)
+    + "]"
+)
 _SNIFF_CHARS = 65536
 
 
@@ -225,5 +229,5 @@ def _mostly_control(text: str) -> bool:
     sample = text[:_SNIFF_CHARS]
     if not sample:
         return False
-    controls = sum(1 for ch in sample if (ch < " " or "\x7f" <= ch < "\xa0") and ch not in _TEXT_CONTROLS)
+    controls = len(_CONTROL_RX.findall(sample))
     return controls + sample.count("\ufffd") > _MAX_CONTROL_SHARE * len(sample)

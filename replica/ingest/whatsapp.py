@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import cache
+from operator import itemgetter
 
 from replica.errors import ReplicaInputError
 from replica.ingest.message import Message
@@ -85,6 +86,7 @@ def _text_rx(family: str) -> re.Pattern:
     return re.compile("^" + HEADER_FAMILIES[family], re.MULTILINE)
 
 
+_DATE_GROUP = itemgetter("date")
 _DATE_PARTS_RX = re.compile(r"(\d+)\D+(\d+)\D+(\d+)")
 _SAMPLE_LINES = 50
 _DETECT_LINES = 400  # lines read to decide whether a text file is an export
@@ -197,8 +199,7 @@ def _parse_dates(text: str, matches: list[re.Match], date_order: str, source: st
     parts: dict[str, tuple[str, str, str]] = {}
     sequence: list[str] = []  # header dates in file order, repeats collapsed
     previous = None
-    for m in matches:
-        raw = m.group("date")
+    for raw in map(_DATE_GROUP, matches):
         if raw != previous:
             sequence.append(raw)
             previous = raw
