@@ -198,21 +198,46 @@ def test_kill_9_between_files_never_leaves_a_readable_mixed_set(tmp_path, pause_
     assert {name: files for name, files in published(store).items() if name not in before} == published(reference)
 
 
-def test_kill_9_at_random_moments_leaves_all_of_a_dataset_or_none(tmp_path):
-    x = write_export(tmp_path / "x", "Luca Ferri", "alfa", days=200)
-    store = tmp_path / "datasets"
-    command = [sys.executable, "-m", "replica.cli", "prepare", f"data.exports=[{x}]", ME, f"data.datasets_dir={store}"]
+def wait_for_first_entry(store: Path, process: subprocess.Popen, timeout: float = 300) -> bool:
+    """Poll (every millisecond) until the store holds a file or folder: the write has begun. False if the process
+    ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.is_dir() and any(store.iterdir()):
+            return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.001)
+    return False
+
+
+def test_kill_9_at_random_moments_of_the_write_leaves_all_of_a_dataset_or_none(tmp_path):
+    """Each attempt kills a fresh `prepare` a random 0-30 ms after its first file or folder appears in the store;
+    a kill that leaves a staging folder behind provably landed mid-write (the publish never ran)."""
+    x = write_export(tmp_path / "x", "Luca Ferri", "alfa", days=600)
     rng = random.Random(8)
-    for _ in range(4):
+    mid_write = []
+    for attempt in range(8):
+        store = tmp_path / f"datasets-{attempt}"
+        command = [sys.executable, "-m", "replica.cli", "prepare", f"data.exports=[{x}]", ME,
+                   f"data.datasets_dir={store}"]
         process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.5, 4.0))
+        began = wait_for_first_entry(store, process)
+        time.sleep(rng.uniform(0, 0.03))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
+        assert began, "prepare ended before writing anything"
         for name in published(store):
             assert_complete(store / name)
-        if published(store):
-            break
+        if any(path.name.startswith(".") for path in store.iterdir()):
+            assert published(store) == {}  # killed between staging and publish: nothing visible
+            mid_write.append(store)
+            if len(mid_write) == 2:
+                break
+    assert mid_write, "no kill landed during the write"
+    store = mid_write[0]
     assert prepare(store, x).returncode == 0
+    assert not [path for path in store.iterdir() if path.name.startswith(".")]  # the killed staging is gone
     (name,) = published(store)
     assert_complete(store / name)
 
