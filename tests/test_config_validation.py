@@ -77,7 +77,17 @@ def test_unknown_override_under_a_chosen_group_option():
 
 
 def test_known_overrides_pass_the_check():
-    check_overrides("train", ["lora.r=8", "model=deepseek7b", "data.format=plain", "+lora.new_key=1", "-q"])
+    known = ["lora.r=8", "model=deepseek7b", "logger=tensorboard", "logger.tensorboard.name=x", "data.format=plain",
+             "+lora.new_key=1", "-q"]
+    assert check_overrides("train", known) is None
+    # beside an unknown key, the error names that key alone: none of the known ones is counted as a problem
+    with pytest.raises(ReplicaInputError) as caught:
+        check_overrides("train", [*known, "lora.rr=3"])
+    assert str(caught.value).count("is not a config key") == 1
+    assert str(caught.value).startswith("lora.rr is not a config key")
+    # logger.tensorboard exists only once logger=tensorboard is chosen: the choice is applied before the check
+    with pytest.raises(ReplicaInputError, match=r"^logger\.tensorboard\.name is not a config key"):
+        check_overrides("train", ["logger.tensorboard.name=x"])
 
 
 def test_mistral_r16_experiment_matches_the_reference():
