@@ -8,11 +8,11 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from replica.ingest import load_exports
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "exports"
@@ -95,11 +95,48 @@ def test_parse_prints_one_json_object_per_message_oldest_first_across_platforms(
     assert len(skipped) == 1 and skipped[0].startswith(f"replica: skipped {exports / 'notes.txt'}: ")
 
 
-def test_parse_of_the_bundled_sample_matches_the_loader(tmp_path):
-    result = replica("parse", str(SAMPLE), cwd=tmp_path)
+# Header lines of the bundled WhatsApp files (Android, then iOS with its U+200E lead): one message each.
+SAMPLE_HEADERS = {
+    "Luca Ferri": re.compile(r"^\d{2}/\d{2}/\d{4}, \d{2}:\d{2} - ", re.MULTILINE),
+    "Calcetto del giovedì": re.compile(r"^\u200e?\[\d{2}/\d{2}/\d{2}, \d{2}:\d{2}:\d{2}\] ", re.MULTILINE),
+}
+# Rows read off the sample files by hand, one per format and kind.
+SAMPLE_ROWS = [
+    {"time": "2021-03-13T08:42:00", "sender": "Marco Bianchi",
+     "text": "ma lista spesa per stasera:\nbirre\npatatine\nghiaccio", "kind": "text", "platform": "whatsapp",
+     "chat": "Luca Ferri", "edited": False, "forwarded": False},
+    {"time": "2021-03-20T18:31:05", "sender": None, "text": "Hai creato il gruppo “Calcetto del giovedì”",
+     "kind": "system", "platform": "whatsapp", "chat": "Calcetto del giovedì", "edited": False, "forwarded": False},
+    {"time": "2021-03-20T20:11:02", "sender": "Sara Conti", "text": "I can do the second half.", "kind": "text",
+     "platform": "whatsapp", "chat": "Calcetto del giovedì", "edited": True, "forwarded": False},
+    {"time": "2021-04-06T21:23:10", "sender": "Giorgio", "text": "", "kind": "media", "platform": "whatsapp",
+     "chat": "Calcetto del giovedì", "edited": False, "forwarded": False, "media": "image"},
+    {"time": "2021-04-16T22:16:32", "sender": "Luca Ferri", "text": "", "kind": "deleted", "platform": "whatsapp",
+     "chat": "Calcetto del giovedì", "edited": False, "forwarded": False},
+    {"time": "2021-04-17T00:18:50", "sender": "Elena Russo",
+     "text": "Sure, here it is: https://www.example.com/prenota", "kind": "text", "platform": "telegram",
+     "chat": "Elena Russo", "edited": False, "forwarded": False},
+    {"time": "2021-07-02T17:05:31", "sender": "Marco Bianchi", "text": "citofono bianchi", "kind": "text",
+     "platform": "messenger", "chat": "Giulia Neri", "edited": False, "forwarded": False},  # 1625245531271 ms, UTC
+]
+
+
+def test_parse_of_the_bundled_sample_is_every_message_oldest_first(tmp_path):
+    result = replica("parse", str(SAMPLE), cwd=tmp_path, env={"REPLICA_TZ": "UTC"})
     assert result.returncode == 0 and result.stderr == ""
-    expected = [message.to_json() for message in load_exports([SAMPLE]).messages]
-    assert [json.loads(line) for line in result.stdout.splitlines()] == expected
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    expected = {("whatsapp", chat): len(header.findall((SAMPLE / "whatsapp" / f"WhatsApp Chat with {chat}.txt")
+                                                       .read_text(encoding="utf-8")))
+                for chat, header in SAMPLE_HEADERS.items()}
+    telegram = json.loads((SAMPLE / "telegram" / "result.json").read_text(encoding="utf-8"))
+    expected["telegram", telegram["name"]] = len(telegram["messages"])
+    messenger = [json.loads(path.read_text(encoding="utf-8"))
+                 for path in SAMPLE.glob("messenger/inbox/*/message_*.json")]
+    expected["messenger", messenger[0]["title"]] = sum(len(part["messages"]) for part in messenger)
+    assert Counter((row["platform"], row["chat"]) for row in rows) == expected
+    assert [row["time"] for row in rows] == sorted(row["time"] for row in rows)
+    for row in SAMPLE_ROWS:
+        assert row in rows
 
 
 def test_parse_does_not_import_torch_or_hydra(exports, tmp_path):
