@@ -99,19 +99,21 @@ def call(url: str, method: str, path: str, body: bytes | str | dict | None = Non
         connection.close()
 
 
-def long_seed(url: str, headers: dict, max_tokens: int, candidates: int = 8) -> int:
-    """A seed whose reply at temperature 2 runs to `max_tokens` (found by asking: each row samples with its own
-    seed, so the same seed runs as long again)."""
+def long_seed(url: str, headers: dict, max_tokens: int, candidates: int = 12, parallel: int = 4) -> int:
+    """A seed whose reply at temperature 2 runs to `max_tokens` (found by asking, `parallel` seeds at a time: each
+    row samples with its own seed, so the same seed runs as long again)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def ask(seed: int) -> Answer:
+    def finish(seed: int) -> str:
         body = {"messages": [{"role": "user", "content": "ciao"}], "max_tokens": max_tokens, "temperature": 2.0, "seed": seed}
-        return call(url, "POST", "/v1/chat/completions", body, headers)
-
-    with ThreadPoolExecutor(candidates) as pool:
-        answers = list(pool.map(ask, range(candidates)))
-    for seed, answer in enumerate(answers):
+        answer = call(url, "POST", "/v1/chat/completions", body, headers)
         assert answer.status == 200, answer.raw
-        if answer.json()["choices"][0]["finish_reason"] == "length":
-            return seed
+        return answer.json()["choices"][0]["finish_reason"]
+
+    with ThreadPoolExecutor(parallel) as pool:
+        for first in range(0, candidates, parallel):
+            seeds = range(first, first + parallel)
+            for seed, reason in zip(seeds, pool.map(finish, seeds)):
+                if reason == "length":
+                    return seed
     raise AssertionError(f"none of seeds 0-{candidates - 1} ran to {max_tokens} tokens at temperature 2")

@@ -3,6 +3,7 @@ official `openai` client, raw HTTP and a real headless Chromium (web chat, blind
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import signal
@@ -509,11 +510,11 @@ def test_web_chat_streams_a_reply_with_its_settings_and_starts_over(server, clie
     with page.expect_request("**/v1/chat/completions") as sent:
         page.get_by_test_id("send").click()
     assert json.loads(sent.value.post_data)["max_tokens"] == 3
-    page.wait_for_selector('[data-testid="reply"][data-state="done"]', timeout=300_000)
+    page.locator('[data-testid="reply"][data-state="done"]').first.wait_for(timeout=300_000)
     assert page.get_by_test_id("reply").first.inner_text() == expected.choices[0].message.content
     page.get_by_test_id("message-input").fill("e domani?")
     page.get_by_test_id("send").click()
-    page.wait_for_function("document.querySelectorAll('[data-testid=reply][data-state=done]').length == 2", timeout=300_000)
+    page.locator('[data-testid="reply"][data-state="done"]').nth(1).wait_for(timeout=300_000)  # locators, not eval: the CSP forbids it
     page.get_by_test_id("new-conversation").click()
     assert page.get_by_test_id("reply").count() == 0
     assert not [text for text in console if "Content Security Policy" in text], console  # the page obeys its own CSP
@@ -634,15 +635,17 @@ def test_killing_the_server_mid_stream_loses_no_stored_guess(run_dir, tmp_path):
 @pytest.mark.slow
 @needs_chromium
 def test_blind_guess_in_the_browser_is_stored_and_reported(server, run_dir, page):
+    from playwright.sync_api import expect
+
     page.goto(server.url + "/blind")
     option = page.get_by_test_id("option-a")
     option.wait_for(state="visible")
-    page.wait_for_function("!document.querySelector('[data-testid=option-a]').disabled", timeout=300_000)
+    expect(option).to_be_enabled(timeout=300_000)
     texts = [page.get_by_test_id(f"option-{key}").inner_text() for key in "ab"]
     assert all(not any(marker in text for marker in MARKERS) for text in texts)
     before = count_guesses(run_dir)[1] if (run_dir / "blind" / "guesses.sqlite").exists() else 0
     option.click()
-    page.wait_for_function("document.querySelector('[data-testid=score]').textContent.includes('of')", timeout=60_000)
+    expect(page.get_by_test_id("score")).to_contain_text(f"of {before + 1} times", timeout=60_000)
     score = page.get_by_test_id("score").inner_text()
     assert f"of {before + 1} times" in score and "95% interval" in score
     assert count_guesses(run_dir) == ("ok", before + 1)
@@ -661,3 +664,101 @@ def test_blind_guess_in_the_browser_is_stored_and_reported(server, run_dir, page
     low, high = metrics["human"]["ci95"]
     assert 0 <= low <= metrics["human"]["rate"] <= high <= 1
     assert f"from {clients} client" in (run_dir / "eval" / "report.md").read_text()
+
+
+# ---- a merged folder, with batching options, a small queue, other sampling defaults and a non-ASCII key --------
+NON_ASCII_KEY = "chiave-è-🔑-segreta"
+MERGED_AUTH = {"Authorization": b"Bearer " + NON_ASCII_KEY.encode(), "Content-Type": "application/json"}
+MAX_BATCH, WINDOW_MS, QUEUE_SIZE, TEMPERATURE, TOP_P = 3, 1500, 2, 1.7, 0.5
+
+
+@pytest.fixture(scope="module")
+def merged_server(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("merged") / "merged"
+    merged = replica_cli("merge", run_dir, "--out", out, timeout=900)
+    assert merged.returncode == 0, merged.stderr
+    process = Server(
+        out, tmp_path_factory.mktemp("merged-log") / "server.log", "--api-key", NON_ASCII_KEY, "--max-batch", str(MAX_BATCH),
+        "--batch-window-ms", str(WINDOW_MS), "--queue-size", str(QUEUE_SIZE), "--temperature", str(TEMPERATURE), "--top-p", str(TOP_P),
+    )
+    yield process
+    process.stop()
+
+
+def merged_chat(server, **fields):
+    body = {"messages": [{"role": "user", "content": "ciao, come va?"}], "max_tokens": 8, **fields}
+    return call(server.url, "POST", "/v1/chat/completions", body, MERGED_AUTH)
+
+
+@pytest.mark.slow
+def test_merged_folder_is_served_and_its_blind_test_explains_why_not(merged_server):
+    assert_clean(reply_text(merged_chat(merged_server)))
+    assert_error_object(call(merged_server.url, "GET", "/blind/api/next", None, MERGED_AUTH), 404, "serve the run folder")
+
+
+@pytest.mark.slow
+def test_non_ascii_api_key_matches_as_utf8(merged_server):
+    assert call(merged_server.url, "GET", "/v1/models", None, MERGED_AUTH).status == 200
+    basic = b"Basic " + base64.b64encode(b"friend:" + NON_ASCII_KEY.encode())
+    assert call(merged_server.url, "GET", "/v1/models", None, {"Authorization": basic}).status == 200
+    wrong = b"Bearer " + "chiave-e-🔑-segreta".encode()
+    assert_error_object(call(merged_server.url, "GET", "/v1/models", None, {"Authorization": wrong}), 401)
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_non_ascii_api_key_opens_the_pages_in_a_browser(merged_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(http_credentials={"username": "friend", "password": NON_ASCII_KEY})
+            assert context.new_page().goto(merged_server.url + "/").status == 200
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_batch_window_gathers_later_requests_up_to_max_batch(merged_server):
+    def batch_size(delay: float) -> int:
+        time.sleep(delay)
+        answer = merged_chat(merged_server, max_tokens=2)
+        assert answer.status == 200, answer.raw
+        return int(answer.headers["x-replica-batch"])
+
+    with ThreadPoolExecutor(2) as pool:  # the second arrives 0.4 s later, well inside the 1.5 s window
+        assert list(pool.map(batch_size, [0, 0.4])) == [2, 2]
+    with ThreadPoolExecutor(5) as pool:
+        sizes = list(pool.map(batch_size, [0] * 5))
+    assert max(sizes) == MAX_BATCH and all(size <= MAX_BATCH for size in sizes), sizes
+
+
+@pytest.mark.slow
+def test_a_full_queue_answers_503_with_retry_after(merged_server):
+    seed = long_seed(merged_server.url, MERGED_AUTH, 400, parallel=MAX_BATCH)
+    with ThreadPoolExecutor(MAX_BATCH + QUEUE_SIZE) as pool:
+        busy = [pool.submit(merged_chat, merged_server, max_tokens=400, temperature=2.0, seed=seed) for _ in range(MAX_BATCH)]
+        time.sleep(0.5)  # a full batch is generating; now fill the queue
+        queued = [pool.submit(merged_chat, merged_server, max_tokens=2) for _ in range(QUEUE_SIZE)]
+        time.sleep(0.5)
+        refused = merged_chat(merged_server, max_tokens=2)
+        assert_error_object(refused, 503, "busy")
+        assert refused.headers["retry-after"] == "1"
+        assert [f.result().status for f in busy + queued] == [200] * (MAX_BATCH + QUEUE_SIZE)
+
+
+@pytest.mark.slow
+def test_temperature_and_top_p_defaults_apply_to_requests_that_name_none(merged_server):
+    def variants(seed: int) -> list[str]:
+        with ThreadPoolExecutor(3) as pool:  # one batch of three rows with the same prompt
+            answers = [
+                pool.submit(merged_chat, merged_server, seed=seed, max_tokens=12),
+                pool.submit(merged_chat, merged_server, seed=seed, max_tokens=12, temperature=TEMPERATURE, top_p=TOP_P),
+                pool.submit(merged_chat, merged_server, seed=seed, max_tokens=12, temperature=0.8, top_p=0.95),
+            ]
+            return [reply_text(answer.result()) for answer in answers]
+
+    results = [variants(seed) for seed in range(4)]
+    assert all(unnamed == configured for unnamed, configured, _ in results)
+    assert any(unnamed != usual for unnamed, _, usual in results), "0.8/0.95 gave the same replies: nothing was checked"
