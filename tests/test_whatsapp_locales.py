@@ -32,6 +32,29 @@ def test_locale_sample_parses_exactly(locale):
     assert got == sample["expected"]
 
 
+EXPECTATIONS = tomllib.loads(Path(__file__).with_name("whatsapp_locale_expectations.toml").read_text(encoding="utf-8"))
+# key -> (what the contact writes with that string, expected (kind, media, text, edited))
+LINES = {
+    "media": ("{}", ("media", "other", "", False)),
+    "deleted": ("{}", ("deleted", None, "", False)),
+    "edited": ("ok 👍 {}", ("text", None, "ok 👍", True)),
+    "file_attached": ("IMG-20240301-WA0007.jpg ({})", ("media", "image", "", False)),
+}
+
+
+@pytest.mark.parametrize("locale", sorted(EXPECTATIONS))
+def test_locale_strings_match_hand_written_expectations(locale):
+    """A wrong or missing string in a locale file turns its line into plain text (or a text with the marker)."""
+    keys = sorted(EXPECTATIONS[locale])
+    assert keys and set(keys) <= set(LINES) and (LOCALES_DIR / f"{locale}.toml").is_file()
+    export = "".join(f"01/03/2024, 10:{minute:02d} - Ana Lima: {LINES[key][0].format(EXPECTATIONS[locale][key])}\n"
+                     for minute, key in enumerate(keys))
+    messages = parse_whatsapp(export, source=f"{locale}.txt", chat="Ana Lima")
+    got = [(m.kind, m.media, m.text, m.edited) for m in messages]
+    assert got == [LINES[key][1] for key in keys]
+    assert all(m.sender == "Ana Lima" for m in messages)
+
+
 @pytest.mark.parametrize("locale", LOCALES)
 def test_locale_file_is_valid(locale):
     data = read_locale(LOCALES_DIR / f"{locale}.toml")
