@@ -95,19 +95,34 @@ def fresh_greedy_reply(run_dir) -> str:
     return replies_of(replica("chat", run_dir, "--once", SECOND, *GREEDY))[0]
 
 
-@pytest.mark.slow
-def test_reset_clears_what_the_replica_remembers(run_dir, fresh_greedy_reply):
-    _, remembered, after_reset = replies_of(replica("chat", run_dir, *GREEDY, stdin=f"{FIRST}\n{SECOND}\n/reset\n{SECOND}\n"))
-    assert remembered != fresh_greedy_reply  # the first message changed the reply: the context is really used
-    assert after_reset == fresh_greedy_reply
+SAMPLED = ("--temperature", "1.0", "--max-new-tokens", "16")  # the nth reply of a session samples with seed + n
+
+
+@pytest.fixture(scope="module")
+def fresh_seeded_reply(run_dir) -> str:
+    """The reply to SECOND with no conversation before it, sampled with seed 11 (a session's second reply with
+    --seed 10)."""
+    return replies_of(replica("chat", run_dir, "--once", SECOND, "--seed", "11", *SAMPLED))[0]
+
+
+@pytest.fixture(scope="module")
+def remembered_reply(run_dir, fresh_seeded_reply) -> str:
+    _, remembered = replies_of(replica("chat", run_dir, "--seed", "10", *SAMPLED, stdin=f"{FIRST}\n{SECOND}\n"))
+    assert remembered != fresh_seeded_reply  # the first message changed the reply: the context is really used
+    return remembered
 
 
 @pytest.mark.slow
-def test_context_option_limits_the_turns_sent(run_dir, fresh_greedy_reply):
-    _, with_one_turn = replies_of(replica("chat", run_dir, *GREEDY, "--context", "1", stdin=f"{FIRST}\n{SECOND}\n"))
-    assert with_one_turn == fresh_greedy_reply  # only the newest message was sent
-    _, with_default = replies_of(replica("chat", run_dir, *GREEDY, stdin=f"{FIRST}\n{SECOND}\n"))
-    assert with_default != fresh_greedy_reply
+def test_reset_clears_what_the_replica_remembers(run_dir, fresh_seeded_reply, remembered_reply):
+    _, after_reset = replies_of(replica("chat", run_dir, "--seed", "10", *SAMPLED, stdin=f"{FIRST}\n/reset\n{SECOND}\n"))
+    assert after_reset == fresh_seeded_reply
+
+
+@pytest.mark.slow
+def test_context_option_limits_the_turns_sent(run_dir, fresh_seeded_reply, remembered_reply):
+    options = ("--seed", "10", "--context", "1", *SAMPLED)
+    _, with_one_turn = replies_of(replica("chat", run_dir, *options, stdin=f"{FIRST}\n{SECOND}\n"))
+    assert with_one_turn == fresh_seeded_reply  # only the newest message was sent
 
 
 @pytest.mark.slow
