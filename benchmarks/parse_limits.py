@@ -1,6 +1,7 @@
 """Time and peak memory of `replica parse` on oversized input, against a baseline measured in the same run.
 
     python benchmarks/parse_limits.py                   # last line JSON
+    python benchmarks/parse_limits.py --members 4 --max-input-mib 2 --messages 3000 --max-messages 1000  # a quick run
 
 Cases (every one a fresh `python -m replica.cli parse` process; peak RSS read from the kernel's VmHWM):
 - a zip of 500 one-MiB chat members (~500 MiB uncompressed): refused by the run's input limit before inflating,
@@ -11,6 +12,7 @@ Cases (every one a fresh `python -m replica.cli parse` process; peak RSS read fr
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -49,37 +51,54 @@ def measure(*args: str) -> tuple[float, int, int]:
     return seconds, peak, result.returncode
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=500, help="one-MiB chat members in the zip")
+    parser.add_argument("--messages", type=int, default=2_000_000, help="one-line messages in the big WhatsApp file")
+    parser.add_argument("--max-input-mib", type=int, help="limit given to the refused zip run (default: the config's)")
+    parser.add_argument("--max-messages", type=int,
+                        help="limit given to the refused big-file run (default: the config's)")
+    args = parser.parse_args(argv)
+    zip_limit = ["--max-input-mib", str(args.max_input_mib)] if args.max_input_mib else []
+    message_limit = ["--max-messages", str(args.max_messages)] if args.max_messages else []
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         member = (chat_lines(25_000) * 2).encode()[: 1024 * 1024]
         one = folder / "one_member.txt"
         one.write_bytes(member)
-        archive = folder / "500_members.zip"
+        archive = folder / f"{args.members}_members.zip"
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-            for index in range(500):
+            for index in range(args.members):
                 zf.writestr(f"chat_{index:03}.txt", member)
-        rows["one 1 MiB member (baseline)"] = measure(str(one))
-        rows["zip of 500 x 1 MiB (refused)"] = measure(str(archive))
-        big = folder / "2M_messages.txt"
-        big.write_text(chat_lines(2_000_000), encoding="utf-8")
-        rows["2M messages, limit raised (baseline)"] = measure("--max-messages", "3000000", str(big))
-        rows["2M messages, default limit (refused)"] = measure(str(big))
-    for name, (seconds, peak, code) in rows.items():
-        print(f"{name:40s} exit {code}  {seconds:6.2f} s  {peak:6d} MiB peak RSS")
-    zip_s, zip_mib, _ = rows["zip of 500 x 1 MiB (refused)"]
-    one_s, one_mib, _ = rows["one 1 MiB member (baseline)"]
-    full_s, full_mib, _ = rows["2M messages, limit raised (baseline)"]
-    cut_s, cut_mib, _ = rows["2M messages, default limit (refused)"]
+        rows["one_member"] = measure(str(one))
+        rows["zip_refused"] = measure(*zip_limit, str(archive))
+        big = folder / "big.txt"
+        big.write_text(chat_lines(args.messages), encoding="utf-8")
+        rows["big_file_whole"] = measure("--max-messages", str(args.messages + 1), str(big))
+        rows["big_file_refused"] = measure(*message_limit, str(big))
+    names = {
+        "one_member": "one 1 MiB member (baseline)",
+        "zip_refused": f"zip of {args.members} x 1 MiB (refused)",
+        "big_file_whole": f"{args.messages:,} messages, limit raised (baseline)",
+        "big_file_refused": f"{args.messages:,} messages, {'given' if message_limit else 'default'} limit (refused)",
+    }
+    for key, (seconds, peak, code) in rows.items():
+        print(f"{names[key]:45s} exit {code}  {seconds:6.2f} s  {peak:6d} MiB peak RSS")
+    zip_s, zip_mib, _ = rows["zip_refused"]
+    one_s, one_mib, _ = rows["one_member"]
+    full_s, full_mib, _ = rows["big_file_whole"]
+    cut_s, cut_mib, _ = rows["big_file_refused"]
     summary = {
         "zip_refused_time_vs_one_member": round(zip_s / one_s, 2),
         "zip_refused_rss_vs_one_member": round(zip_mib / one_mib, 2),
         "message_limit_time_vs_full_parse": round(cut_s / full_s, 2),
         "message_limit_rss_vs_full_parse": round(cut_mib / full_mib, 2),
+        "exit_codes": {key: code for key, (_, _, code) in rows.items()},
     }
     print(json.dumps(summary))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
