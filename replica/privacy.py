@@ -81,6 +81,7 @@ def _display_part(part: str) -> str:
 
 
 def _mask_title(title: str) -> str:
+    """A chat title in a file name, masked by the process's own masker."""
     return mask_title(title, _masker())
 
 
