@@ -13,13 +13,10 @@ from operator import attrgetter
 from pathlib import Path, PurePosixPath
 
 from replica.errors import ReplicaInputError
-from replica.ingest.discord import looks_like_discord, parse_discord
 from replica.ingest.limits import Budget, LimitError, Limits
 from replica.ingest.message import Message
-from replica.ingest.messenger import looks_like_messenger, parse_messenger
 from replica.ingest.signal import looks_like_signal, parse_signal
 from replica.ingest.sources import decode_text, is_zip, iter_files, reason_of
-from replica.ingest.telegram import looks_like_telegram, parse_telegram
 from replica.ingest.whatsapp import (
     DATE_ORDERS,
     looks_like_whatsapp,
@@ -121,6 +118,11 @@ def _load_one(name: str, data: bytes, date_order: str, result: LoadResult, budge
         raise ReplicaInputError(f"binary file, not a chat export; pass {SUPPORTED}", path=name)
     head = text.lstrip()[:200].lower()
     if head.startswith("{"):
+        # the JSON parsers are imported for JSON files only (`replica parse` of a .txt starts faster)
+        from replica.ingest.discord import looks_like_discord, parse_discord
+        from replica.ingest.messenger import looks_like_messenger
+        from replica.ingest.telegram import looks_like_telegram, parse_telegram
+
         budget.check_json_size(text, name)
         obj = _json(text, name)
         if looks_like_telegram(obj):
@@ -157,6 +159,8 @@ def _add(result: LoadResult, name: str, messages: list[Message], owners: Iterabl
 
 def _load_thread(parts: list[tuple[str, dict, bool]], result: LoadResult) -> None:
     """Merge one Messenger thread's parts; a broken thread found in a folder/zip is skipped."""
+    from replica.ingest.messenger import parse_messenger
+
     names = [name for name, _, _ in parts]
     try:
         messages = parse_messenger([part for _, part, _ in parts], source=names[0])

@@ -197,7 +197,8 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _TEXT_CONTROLS = frozenset("\t\n\r\f\v\x1b")
 _MAX_CONTROL_SHARE = 0.05
 _CONTROL_RX = re.compile(  # C0 and C1 control characters, those of plain text excepted
-    "[" + "".join(re.escape(chr(code)) for code in (*range(0x20), *range(0x7F, 0xA0)) if chr(code) not in _TEXT_CONTROLS)
+    "["
+    + "".join(re.escape(chr(code)) for code in (*range(0x20), *range(0x7F, 0xA0)) if chr(code) not in _TEXT_CONTROLS)
     + "]"
 )
 _SNIFF_CHARS = 65536
