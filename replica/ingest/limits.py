@@ -6,6 +6,7 @@ that `replica parse` stays light).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -20,6 +21,8 @@ MIB = 1024 * 1024
 # this bounds the memory a small file of `[],[],[],...` could take once parsed.
 JSON_CONTAINERS_PER_MESSAGE = 8
 Parsed = TypeVar("Parsed")
+LIMIT_KEYS = ("max_input_mib", "max_messages")
+_PLAIN_LIMIT = re.compile(rf"^({'|'.join(LIMIT_KEYS)}):[ \t]*(\d+)[ \t]*(?:#.*)?$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +37,16 @@ class Limits:
 
 @cache
 def _default_values() -> dict[str, int]:
+    """The two keys as the shipped file writes them (`key: 123  # …`, read without importing a YAML parser: every
+    `replica` command builds its parser with them); any other form of the file goes through the YAML parser."""
+    text = DATA_DEFAULTS.read_text(encoding="utf-8")
+    found = dict(_PLAIN_LIMIT.findall(text))
+    if found.keys() == set(LIMIT_KEYS):
+        return {key: int(found[key]) for key in LIMIT_KEYS}
     import yaml
 
-    data = yaml.safe_load(DATA_DEFAULTS.read_text(encoding="utf-8"))
-    return {key: int(data[key]) for key in ("max_input_mib", "max_messages")}
+    data = yaml.safe_load(text)
+    return {key: int(data[key]) for key in LIMIT_KEYS}
 
 
 class LimitError(ReplicaInputError):
