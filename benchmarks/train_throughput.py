@@ -162,6 +162,7 @@ def run_ours(cfg, base_path: str, batch_size: int, clock: StepClock, workdir: Pa
     from lightning import Callback, seed_everything
 
     from replica.training.base_model import load_tokenizer, role_tokens
+    from replica.training.formatting import resolve_format
     from replica.training.run import build_module
 
     class Clock(Callback):
@@ -174,8 +175,9 @@ def run_ours(cfg, base_path: str, batch_size: int, clock: StepClock, workdir: Pa
     seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.datamodule, data=cfg.data, batch_size=batch_size, preview_path=None)
     tokenizer = load_tokenizer(base_path, cfg.model, cfg.data.format)
-    datamodule.attach(tokenizer, role_tokens(cfg.model))
-    module = build_module(cfg, base_path, tokenizer)
+    data_format = resolve_format(cfg.data.format, tokenizer)
+    datamodule.attach(tokenizer, role_tokens(cfg.model), data_format)
+    module = build_module(cfg, base_path, tokenizer, data_format)
     trainer = instantiate(
         cfg.trainer,
         default_root_dir=str(workdir),
@@ -316,6 +318,8 @@ def report(ours: Throughput, baseline: Throughput, steps: int, batch_size: int) 
         "examples_speedup": round(ours.examples_per_s / baseline.examples_per_s, 3) if baseline.examples_per_s else 0.0,
         "ours_seconds": round(ours.seconds, 2),
         "baseline_seconds": round(baseline.seconds, 2),
+        "ours_seconds_per_step": round(ours.seconds / max(ours.steps, 1), 3),
+        "baseline_seconds_per_step": round(baseline.seconds / max(baseline.steps, 1), 3),
         "targets": {
             f"speedup>={SPEEDUP_TARGET}": speedup >= SPEEDUP_TARGET,
             f"padding_fraction_ours<={PADDING_TARGET:.2f}": ours.padding_fraction <= PADDING_TARGET,
@@ -374,14 +378,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=40, help="timed optimizer steps per side (default 40)")
     parser.add_argument("--batch-size", type=int, default=8, help="examples per batch (default 8)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps before the clock starts")
+    parser.add_argument("--model", default=None, help="a conf/model preset, e.g. smollm2-135m (default: the config's, tiny)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml (default: bundled sample)")
     args = parser.parse_args(argv)
+    if args.model:
+        args.overrides = [f"model={args.model}", *args.overrides]
     if min(args.steps, args.batch_size, args.warmup) < 1:
         parser.error("--steps, --batch-size and --warmup must be at least 1")
     quiet_libraries()
 
     cfg, base_path, examples = prepare(args.overrides)
-    print(f"tiny model {base_path}; {len(examples)} train examples; batch {args.batch_size}; "
+    print(f"base model {base_path}; {len(examples)} train examples; batch {args.batch_size}; "
           f"{args.warmup} warm-up + {args.steps} timed steps per side, interleaved; "
           f"{torch.get_num_threads()} threads", flush=True)
     with tempfile.TemporaryDirectory(prefix="replica-throughput-") as tmp:

@@ -18,7 +18,7 @@ from replica.prepare.config import parse_data_config
 from replica.prepare.pipeline import prepare_dataset
 from replica.prepare.store import PreparedDataset, dataset_folder, dataset_identity, open_dataset
 from replica.training.batching import GroupedBatchSampler, PadCollator, ResumableLoader
-from replica.training.formatting import IGNORE_INDEX, ChatFormatter
+from replica.training.formatting import IGNORE_INDEX, ChatFormatter, resolve_format
 from replica.training.tokens import RoleTokens
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,11 @@ class ChatDataModule(LightningDataModule):
             self.raw[split] = read_jsonl(self.dataset.split_path(split))
         return self.raw[split]
 
-    def attach(self, tokenizer, tokens: RoleTokens) -> None:
-        """Give the module the tokenizer the model uses (with its role/pad tokens)."""
+    def attach(self, tokenizer, tokens: RoleTokens, data_format: str | None = None) -> None:
+        """Give the module the tokenizer the model uses (with its role/pad tokens) and the resolved data.format."""
         self.tokenizer = tokenizer
-        self.formatter = ChatFormatter(tokenizer, self.data_cfg["format"], tokens, int(self.data_cfg["max_length"]))
+        style = resolve_format(data_format or self.data_cfg["format"], tokenizer)
+        self.formatter = ChatFormatter(tokenizer, style, tokens, int(self.data_cfg["max_length"]))
 
     def setup(self, stage: str | None = None) -> None:
         if self.formatter is None:

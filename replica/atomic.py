@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
+
+from replica.errors import ReplicaInputError
 
 
 @contextmanager
@@ -53,3 +55,12 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def publish_dir(staging: Path, target: Path, is_complete: Callable[[Path], bool]) -> None:
+    """Rename a finished staging folder into place in one step; if a concurrent writer got there first, keep theirs."""
+    try:
+        os.rename(staging, target)
+    except OSError:
+        if not is_complete(target):
+            raise ReplicaInputError("an incomplete build is in the way; delete it and rerun", path=str(target)) from None

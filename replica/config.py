@@ -97,7 +97,7 @@ class DataSchema:
     context_max: int = 5
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     seed: int = 0
-    format: str = "role_tokens"
+    format: str = "auto"
     max_length: int = 512
 
 
@@ -159,7 +159,7 @@ SCHEMAS = {
 CHOICES = {
     "data.date_order": ("auto", "dmy", "mdy", "ymd"),
     "data.media": ("tag", "drop"),
-    "data.format": ("role_tokens", "plain", "chat_template"),
+    "data.format": ("auto", "role_tokens", "plain", "chat_template"),
     "quant.mode": ("nf4", "fp4", "none"),
     "quant.compute_dtype": ("bfloat16", "float16", "float32"),
     "model.dtype": ("bfloat16", "float16", "float32"),

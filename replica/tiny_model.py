@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -31,7 +30,7 @@ from transformers import (
     get_cosine_schedule_with_warmup,
 )
 
-from replica.atomic import write_json
+from replica.atomic import publish_dir, write_json
 from replica.errors import ReplicaInputError
 
 BUILD_FORMAT = 2  # bump when the build recipe changes so old cache entries are not reused
@@ -75,7 +74,7 @@ def ensure_tiny_model(texts: Sequence[str], cache_dir: str | Path, *, arch: str 
         info = _build(texts, staging, args, log)
         write_json(staging / INFO_FILE, {"format": BUILD_FORMAT, "cache_key": key, "build_args": args,
                                          "text_count": len(texts), **info})
-        _publish(staging, target)
+        publish_dir(staging, target, _is_complete)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -114,16 +113,6 @@ def _check_args(texts: Sequence[str], args: dict) -> None:
 
 def _is_complete(directory: Path) -> bool:
     return (directory / INFO_FILE).is_file()
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Rename the finished build into place; if a concurrent build got there first, keep theirs."""
-    try:
-        os.rename(staging, target)
-    except OSError:
-        if not _is_complete(target):
-            raise ReplicaInputError("incomplete tiny model build in the way; delete it and rerun",
-                                    path=str(target)) from None
 
 
 def _build(texts: Sequence[str], out_dir: Path, args: dict, log: Callable[[str], None]) -> dict:

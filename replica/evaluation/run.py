@@ -195,11 +195,10 @@ def reply_nll(
 ) -> tuple[list[float], list[int]]:
     """Per example: summed NLL and count of its reply + end-of-turn tokens (0, 0 when it doesn't fit max_length)."""
     import torch
-    import torch.nn.functional as F
     from tqdm.auto import tqdm
 
     from replica.training.batching import PadCollator
-    from replica.training.formatting import IGNORE_INDEX
+    from replica.training.loss import reply_token_nll
 
     nll, counts = [0.0] * len(examples), [0] * len(examples)
     encoded = [formatter.encode(example["context"], example["target"]) for example in examples]
@@ -216,16 +215,12 @@ def reply_nll(
     batches = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
     with torch.no_grad():
         for batch in tqdm(batches, desc=desc, unit="batch"):
-            tensors = collate([{"input_ids": row["input_ids"], "labels": row["labels"]} for row in batch])
-            logits = model(
-                input_ids=tensors["input_ids"].to(device), attention_mask=tensors["attention_mask"].to(device)
-            ).logits[:, :-1].float()
-            labels = tensors["labels"][:, 1:].to(device)
-            token_nll = F.cross_entropy(
-                logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
-            )
-            for row, summed, count in zip(batch, token_nll.sum(dim=1), (labels != IGNORE_INDEX).sum(dim=1)):
-                nll[row["index"]], counts[row["index"]] = float(summed), int(count)
+            tensors = {k: v.to(device) for k, v in collate([{"input_ids": row["input_ids"], "labels": row["labels"]} for row in batch]).items()}
+            token_nll, owners = reply_token_nll(model, tensors["input_ids"], tensors["attention_mask"], tensors["labels"])
+            summed = torch.zeros(len(batch), dtype=torch.float64).index_add_(0, owners.cpu(), token_nll.double().cpu())
+            count = torch.bincount(owners.cpu(), minlength=len(batch))
+            for row, row_nll, row_count in zip(batch, summed.tolist(), count.tolist()):
+                nll[row["index"]], counts[row["index"]] = row_nll, row_count
     return nll, counts
 
 

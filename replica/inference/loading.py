@@ -15,6 +15,7 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True
 
     from replica.training.base_model import load_base_model
     from replica.training.formatting import ChatFormatter
+    from replica.training.gguf_base import ensure_gguf_base, is_gguf_reference
     from replica.training.tokens import RoleTokens, ensure_embedding_rows
 
     info = inspect_run(run_dir)
@@ -26,6 +27,8 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True
     base_path = info.meta["base_model"]
     if not Path(base_path).exists() and cfg["model"].get("tiny"):
         raise ReplicaInputError(f"{base_path}: the run's tiny base model is gone from the cache; rerun train.py to rebuild it")
+    if not Path(base_path).exists() and is_gguf_reference(cfg["model"].get("name_or_path")):  # cache cleared: rebuild
+        base_path = str(ensure_gguf_base(cfg["model"]["name_or_path"], Path(base_path).parent.parent, cfg["model"]["dtype"]))
     quant = cfg["quant"] if quantized else {**cfg["quant"], "mode": "none"}
     base = load_base_model(base_path, cfg["model"], quant, device)
     ensure_embedding_rows(base, tokenizer)

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from replica.training.formatting import resolve_format
+from replica.training.gguf_base import ensure_gguf_base, is_gguf_reference
 from replica.training.tokens import RoleTokens, add_role_tokens
 
 log = logging.getLogger(__name__)
@@ -21,11 +23,17 @@ def role_tokens(model_cfg: Mapping) -> RoleTokens:
 
 
 def resolve_model_path(model_cfg: Mapping, train_texts: Callable[[], Sequence[str]], cache_dir: str | Path) -> str:
-    """The base model's path or Hub id; `model=tiny` builds (or reuses) a tiny local model from the train split."""
+    """The base model's folder or Hub id.
+
+    `model=tiny` builds (or reuses) a tiny local model from the train split; a `.gguf` file (or `package:` file) is
+    dequantized once into a cached safetensors folder.
+    """
     if model_cfg.get("tiny"):
         from replica.tiny_model import ensure_tiny_model
 
         return str(ensure_tiny_model(train_texts(), cache_dir, log=log.info, **dict(model_cfg["tiny"])))
+    if is_gguf_reference(model_cfg["name_or_path"]):
+        return str(ensure_gguf_base(str(model_cfg["name_or_path"]), cache_dir, model_cfg["dtype"], log=log.info))
     return str(model_cfg["name_or_path"])
 
 
@@ -37,7 +45,7 @@ def load_tokenizer(path: str, model_cfg: Mapping, data_format: str):
         path, revision=model_cfg.get("revision"), trust_remote_code=model_cfg.get("trust_remote_code", False)
     )
     tokenizer.padding_side = "right"
-    add_role_tokens(tokenizer, role_tokens(model_cfg), need_roles=data_format == "role_tokens")
+    add_role_tokens(tokenizer, role_tokens(model_cfg), need_roles=resolve_format(data_format, tokenizer) == "role_tokens")
     return tokenizer
 
 

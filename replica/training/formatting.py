@@ -1,6 +1,6 @@
 """Turn dataset examples into token ids + labels: loss only on the reply and its end-of-turn token.
 
-Three formats (`data.format`):
+Three formats (`data.format`; `auto`, the default, resolves to one of them with `resolve_format`):
 - ``role_tokens``: ``<|them|>text<|eot|><|me|>text<|eot|>…<|me|>`` + reply + ``<|eot|>``;
 - ``plain``: the Mistral reference's ``B: text\\nA: text\\n…A:`` + `` reply`` + EOS;
 - ``chat_template``: the tokenizer's own chat template, them = user, me = assistant.
@@ -19,6 +19,7 @@ from replica.training.tokens import RoleTokens
 
 IGNORE_INDEX = -100
 FORMATS = ("role_tokens", "plain", "chat_template")
+AUTO = "auto"  # chat_template when the tokenizer's template ends a turn with a special token it has, else role_tokens
 PLAIN_ROLE = {"me": "A", "them": "B"}
 
 
@@ -55,7 +56,7 @@ class ChatFormatter:
                 raise ReplicaInputError(
                     "data.format=chat_template but this tokenizer has no chat template: use data.format=role_tokens"
                 )
-            self.end_of_turn = self._template_end_of_turn()
+            self.end_of_turn = template_end_of_turn(tokenizer)
             self.stop_strings = [self._template_user_opener()]
         self.end_of_turn_id = tokenizer.get_vocab().get(self.end_of_turn)
         if self.end_of_turn_id is None:
@@ -147,21 +148,6 @@ class ChatFormatter:
             messages, tokenize=False, add_generation_prompt=generation_prompt
         )
 
-    def _template_end_of_turn(self) -> str:
-        probe = [{"role": "user", "content": "x"}]
-        prompt = self._render(probe, True)
-        full = self._render(probe + [{"role": "assistant", "content": "REPLY"}], False)
-        if not full.startswith(prompt) or "REPLY" not in full[len(prompt):]:
-            raise ReplicaInputError(
-                "this tokenizer's chat template does not render the reply after the generation prompt: "
-                "use data.format=role_tokens"
-            )
-        suffix = full[len(prompt):].split("REPLY", 1)[1]
-        ids = self._ids(suffix)
-        if not ids:
-            return self.tokenizer.eos_token
-        return self.tokenizer.convert_ids_to_tokens(ids[0])
-
     def _template_user_opener(self) -> str:
         """The text that opens the other person's turn in this template (e.g. ``<|im_start|>user``)."""
         rendered = self._render([{"role": "user", "content": "USERTEXT"}], False)
@@ -204,6 +190,35 @@ class ChatFormatter:
             if not messages:
                 return None
             messages = self._messages_without_oldest(messages)
+
+
+def resolve_format(requested: str, tokenizer) -> str:
+    """`data.format` as used: `auto` picks the base's own chat template when it closes turns with a special token."""
+    if requested != AUTO:
+        return requested
+    if not getattr(tokenizer, "chat_template", None):
+        return "role_tokens"
+    try:
+        end = template_end_of_turn(tokenizer)
+    except Exception:  # a template that refuses the probe or does not render replies after its prompt
+        return "role_tokens"
+    specials = {added.content for added in getattr(tokenizer, "added_tokens_decoder", {}).values() if added.special}
+    return "chat_template" if end in specials else "role_tokens"
+
+
+def template_end_of_turn(tokenizer) -> str:
+    """The token that closes an assistant turn in the tokenizer's chat template (EOS if nothing follows)."""
+    probe = [{"role": "user", "content": "x"}]
+    prompt = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(probe + [{"role": "assistant", "content": "REPLY"}], tokenize=False)
+    if not full.startswith(prompt) or "REPLY" not in full[len(prompt):]:
+        raise ReplicaInputError(
+            "this tokenizer's chat template does not render the reply after the generation prompt: "
+            "use data.format=role_tokens"
+        )
+    suffix = full[len(prompt):].split("REPLY", 1)[1]
+    ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    return tokenizer.convert_ids_to_tokens(ids[0]) if ids else tokenizer.eos_token
 
 
 def _adds_bos(tokenizer) -> bool:

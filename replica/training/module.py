@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning import LightningModule
 
 from replica.training.base_model import disable_cpu_inference_repacking, load_base_model, new_token_ids, wrap_with_lora
-from replica.training.formatting import IGNORE_INDEX
+from replica.training.loss import reply_nll
 from replica.training.tokens import ensure_embedding_rows
 
 log = logging.getLogger(__name__)
@@ -125,7 +124,8 @@ class ReplicaModule(LightningModule):
         self._step_started = time.perf_counter()
 
     def training_step(self, batch: Mapping, batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
+        nll, count = reply_nll(self.model, batch)
+        loss = nll / count.clamp(min=1)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["input_ids"].shape[0])
         return loss
 
@@ -140,7 +140,7 @@ class ReplicaModule(LightningModule):
         self._val_tokens = 0
 
     def validation_step(self, batch: Mapping, batch_idx: int) -> None:
-        nll, count = self.reply_nll(batch)
+        nll, count = reply_nll(self.model, batch)
         self._val_nll += float(nll)
         self._val_tokens += int(count)
 
@@ -150,14 +150,6 @@ class ReplicaModule(LightningModule):
         loss = float(totals[0] / totals[1].clamp(min=1.0))
         self.log("val/loss", loss, prog_bar=True, sync_dist=False)
         self.log("val/perplexity", math.exp(min(loss, 50.0)), sync_dist=False)
-
-    def reply_nll(self, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed negative log-likelihood of the supervised tokens and their count (token-weighted metrics)."""
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["labels"][:, 1:]
-        logits = logits[:, :-1].float()
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
-        return nll, (labels != IGNORE_INDEX).sum()
 
     # ---- optimization ---------------------------------------------------------------------------------
     def configure_optimizers(self):

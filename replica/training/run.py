@@ -21,6 +21,7 @@ from replica.atomic import write_json
 from replica.config import validate
 from replica.errors import ReplicaInputError
 from replica.training.base_model import load_tokenizer, resolve_model_path, role_tokens
+from replica.training.formatting import resolve_format
 from replica.training.module import ReplicaModule
 from replica.training.quiet import silence_third_party_notices
 from replica.training.resume import RESUME_KEY_FILE, resolve_ckpt_path, write_resume_key
@@ -42,7 +43,7 @@ def _is_rank_zero() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
 
 
-def build_module(cfg: DictConfig, base_path: str, tokenizer) -> ReplicaModule:
+def build_module(cfg: DictConfig, base_path: str, tokenizer, data_format: str) -> ReplicaModule:
     """The LightningModule of a run, with its optimizer/scheduler factories from the config."""
     module = ReplicaModule(
         model=cfg.model,
@@ -50,7 +51,7 @@ def build_module(cfg: DictConfig, base_path: str, tokenizer) -> ReplicaModule:
         lora=cfg.lora,
         optimizer=instantiate(cfg.optimizer, _convert_="all"),  # plain lists: checkpoints stay weights_only-safe
         scheduler=instantiate(cfg.scheduler, _convert_="all"),
-        data_format=cfg.data.format,
+        data_format=data_format,
         gradient_checkpointing=cfg.gradient_checkpointing,
     )
     module.attach(base_path, tokenizer)
@@ -90,9 +91,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         datamodule.prepare_data()
     base_path = resolve_model_path(cfg.model, datamodule.train_texts, cfg.paths.cache_dir)
     tokenizer = load_tokenizer(base_path, cfg.model, cfg.data.format)
-    datamodule.attach(tokenizer, role_tokens(cfg.model))
+    data_format = resolve_format(cfg.data.format, tokenizer)
+    datamodule.attach(tokenizer, role_tokens(cfg.model), data_format)
 
-    module = build_module(cfg, base_path, tokenizer)
+    module = build_module(cfg, base_path, tokenizer, data_format)
 
     callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks"))
     checkpoint = next((c for c in callbacks if isinstance(c, AdapterCheckpoint)), None)
