@@ -33,6 +33,12 @@ CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+SMOLLM_TEMPLATE = (  # SmolLM2-Instruct's: a default system turn, and its BOS token is <|im_start|> itself
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are "
+    "a helpful assistant<|im_end|>\\n' }}{% endif %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+CHAT_TEMPLATES = {"chatml": CHATML_TEMPLATE, "smollm": SMOLLM_TEMPLATE}
 QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 PRE_TOKENIZERS = {  # the tokenizer.json pre-tokenizers of GPT-2, SmolLM, Qwen2 and Llama 3, built here
@@ -57,29 +63,30 @@ ARCH = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2Fo
 TIMEOUT = 600
 
 
-def make_tokenizer(pre: str = "gpt-2", *, bos: bool = False, chatml: bool = False) -> PreTrainedTokenizerFast:
+def make_tokenizer(pre: str = "gpt-2", *, bos: bool = False, template: str | None = None) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained on invented chat text, with Replica's role tokens as special tokens."""
     backend = Tokenizer(models.BPE(ignore_merges=pre == "llama-bpe"))
     backend.pre_tokenizer = PRE_TOKENIZERS[pre]()
     backend.decoder = decoders.ByteLevel()
-    specials = [EOS, "<s>", *(CHATML if chatml else ()), ROLE["me"], ROLE["them"], ROLE["eot"], ROLE["pad"]]
+    specials = [EOS, "<s>", *(CHATML if template else ()), ROLE["me"], ROLE["them"], ROLE["eot"], ROLE["pad"]]
     trainer = trainers.BpeTrainer(vocab_size=420, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     backend.train_from_iterator(CORPUS, trainer)
     if bos:
         backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", backend.token_to_id("<s>"))])
+    bos_token = "<s>" if bos else CHATML[0] if template == "smollm" else None
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token=EOS, pad_token=ROLE["pad"], bos_token="<s>" if bos else None,
-        additional_special_tokens=[*(CHATML if chatml else ()), ROLE["me"], ROLE["them"], ROLE["eot"]],
-        chat_template=CHATML_TEMPLATE if chatml else None,
+        tokenizer_object=backend, eos_token=EOS, pad_token=ROLE["pad"], bos_token=bos_token,
+        additional_special_tokens=[*(CHATML if template else ()), ROLE["me"], ROLE["them"], ROLE["eot"]],
+        chat_template=CHAT_TEMPLATES.get(template),
     )
     return tokenizer
 
 
 def make_merged(folder: Path, arch: str = "llama", *, pre: str = "gpt-2", fmt: str = "role_tokens", tied: bool = False,
-                bos: bool = False, rope: dict | None = None, seed: int = 0) -> Path:
+                bos: bool = False, template: str = "chatml", rope: dict | None = None, seed: int = 0) -> Path:
     """A `replica merge`-style folder: random tiny model, its tokenizer, and replica.json naming the chat format."""
-    tokenizer = make_tokenizer(pre, bos=bos, chatml=fmt == "chat_template")
+    tokenizer = make_tokenizer(pre, bos=bos, template=template if fmt == "chat_template" else None)
     config_cls, model_cls = ARCH[arch]
     rope_parameters = {"rope_type": "default", "rope_theta": 50000.0, **(rope or {})}
     config = config_cls(vocab_size=len(tokenizer) + SPARE_ROWS, tie_word_embeddings=tied, rope_parameters=rope_parameters,
@@ -107,6 +114,18 @@ def export(folder: Path, quant: str = "f16", *extra) -> Path:
     result = replica("export", folder, "--gguf", "--quant", quant, "--out", folder / "gguf", *extra)
     assert result.returncode == 0, result.stderr
     return folder / "gguf" / f"replica-{quant}.gguf"
+
+
+def export_in_process(folder: Path, quant: str = "f16") -> Path:
+    """The same export without a CLI subprocess, for tests whose subject is the file rather than the command."""
+    from replica.export.gguf_file import write_gguf
+    from replica.export.source import load_source
+
+    source = load_source(folder)
+    path = folder / "gguf" / f"replica-{quant}.gguf"
+    path.unlink(missing_ok=True)
+    write_gguf(source.model, source.formatter, path, quant, name=source.name, chat_template=source.chat_template)
+    return path
 
 
 def fields(path: Path) -> dict:
@@ -173,12 +192,12 @@ def test_llama_file_holds_every_hyperparameter_and_the_stop_tokens(llama_folder)
 @pytest.mark.parametrize("pre", ["smollm", "qwen2", "llama-bpe"])
 def test_known_pre_tokenizers_are_named(tmp_path, pre):
     folder = make_merged(tmp_path / "merged", "llama", pre=pre)  # transformers rebuilds any qwen2 tokenizer as Qwen2's
-    assert fields(export(folder, "f16"))["tokenizer.ggml.pre"] == pre
+    assert fields(export_in_process(folder, "f16"))["tokenizer.ggml.pre"] == pre
 
 
 def test_tied_embeddings_write_no_output_tensor_and_bos_is_declared(tmp_path):
     folder = make_merged(tmp_path / "merged", "llama", tied=True, bos=True)
-    path = export(folder, "f16")
+    path = export_in_process(folder, "f16")
     names = {tensor.name for tensor in GGUFReader(path).tensors}
     assert "token_embd.weight" in names and "output.weight" not in names
     values = fields(path)
@@ -189,7 +208,7 @@ def test_tied_embeddings_write_no_output_tensor_and_bos_is_declared(tmp_path):
 def test_llama3_rope_scaling_writes_its_frequency_factors(tmp_path):
     rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
             "original_max_position_embeddings": 64}
-    path = export(make_merged(tmp_path / "merged", "llama", rope=rope), "f16")
+    path = export_in_process(make_merged(tmp_path / "merged", "llama", rope=rope), "f16")
     factors = next(t for t in GGUFReader(path).tensors if t.name == "rope_freqs.weight").data
     # head_dim 16 -> 8 frequencies; base 50000: wavelengths 2*pi*50000**(i/16) for i = 0, 2, ..., 14
     wavelengths = 2 * np.pi * 50000.0 ** (np.arange(0, 16, 2) / 16)
@@ -207,7 +226,7 @@ def test_round_trip_logits_match_the_merged_model(arch, llama_folder, qwen2_fold
     merged = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     prompts = probe_prompts()
     for quant, tolerance in (("f16", 1e-2), ("q8_0", Q8_0_TOLERANCE)):
-        path = export(folder, quant, "--force")
+        path = export_in_process(folder, quant)
         loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
         diff = max_logit_diff(merged, loaded, prompts)
         assert diff <= tolerance, (arch, quant, diff)
@@ -252,7 +271,7 @@ def test_an_unknown_tokenizer_is_refused_rather_than_guessed(tmp_path):
 
 def test_an_existing_output_needs_force(tmp_path):
     folder = make_merged(tmp_path / "merged", "qwen2")
-    path = export(folder, "q4_0")
+    path = export_in_process(folder, "q4_0")
     first = path.read_bytes()
     result = replica("export", folder, "--gguf", "--quant", "q4_0", "--out", folder / "gguf")
     assert_one_line_error(result, "replica: error:", "replica-q4_0.gguf", "--force")
@@ -264,7 +283,7 @@ def test_an_existing_output_needs_force(tmp_path):
 
 def test_a_full_disk_leaves_the_previous_file_and_no_partial_one(tmp_path):
     folder = make_merged(tmp_path / "merged", "llama")
-    path = export(folder, "f16")
+    path = export_in_process(folder, "f16")
     before = path.read_bytes()
     limit = len(before) // 2  # the new file cannot be written whole: as a disk filling up mid-write
 

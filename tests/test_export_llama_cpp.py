@@ -13,8 +13,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from replica.export.llama_cpp_run import is_end_of_generation, load_gguf
-from tests.test_export_gguf import EOS, PRE_TOKENIZERS, Q8_0_TOLERANCE, ROLE, export, make_merged, probe_prompts, replica
-from tests.test_export_modelfile import OLLAMA_ROLE, conversations, formatter_for, modelfile_template, parse_go_template, render_go_template
+from tests.test_export_gguf import EOS, PRE_TOKENIZERS, Q8_0_TOLERANCE, ROLE, export_in_process, make_merged, probe_prompts, replica
+from tests.test_export_modelfile import (  # noqa: F401 (exported is a fixture)
+    OLLAMA_ROLE, conversations, exported, formatter_for, modelfile_template, parse_go_template, render_go_template,
+)
 
 TOKENIZER_TEXTS = [
     "ciao, come stai? 😂😂 tutto bene",
@@ -46,7 +48,7 @@ def test_llama_cpp_logits_match_the_merged_model(tmp_path, arch, llm_for):
     folder = make_merged(tmp_path / "merged", arch)
     merged = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     for quant, tolerance in (("f16", 1e-2), ("q8_0", Q8_0_TOLERANCE)):
-        llm = llm_for(export(folder, quant), logits_all=True)
+        llm = llm_for(export_in_process(folder, quant), logits_all=True)
         for ids in probe_prompts():
             llm.reset()
             llm.eval(ids)
@@ -58,7 +60,7 @@ def test_llama_cpp_logits_match_the_merged_model(tmp_path, arch, llm_for):
 def test_role_tokens_are_single_tokens_and_end_of_turn_ends_generation(tmp_path, llm_for):
     folder = make_merged(tmp_path / "merged", "qwen2")
     vocab = AutoTokenizer.from_pretrained(folder).get_vocab()
-    llm = llm_for(export(folder, "q8_0"))
+    llm = llm_for(export_in_process(folder, "q8_0"))
     for marker in (ROLE["me"], ROLE["them"], ROLE["eot"]):
         assert llm.tokenize(marker.encode(), add_bos=False, special=True) == [vocab[marker]], marker
     assert is_end_of_generation(llm, vocab[ROLE["eot"]])
@@ -70,7 +72,7 @@ def test_role_tokens_are_single_tokens_and_end_of_turn_ends_generation(tmp_path,
 def test_each_known_pre_tokenizer_tokenizes_like_transformers(tmp_path, pre, llm_for):
     folder = make_merged(tmp_path / "merged", "llama", pre=pre)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    llm = llm_for(export(folder, "f16"), n_ctx=64)
+    llm = llm_for(export_in_process(folder, "f16"), n_ctx=64)
     for text in TOKENIZER_TEXTS:
         assert llm.tokenize(text.encode(), add_bos=False, special=False) == tokenizer(text, add_special_tokens=False)["input_ids"], text
 
@@ -78,23 +80,22 @@ def test_each_known_pre_tokenizer_tokenizes_like_transformers(tmp_path, pre, llm
 def test_the_qwen2_tokenizer_transformers_builds_tokenizes_like_llama_cpp(tmp_path, llm_for):
     folder = make_merged(tmp_path / "merged", "qwen2")  # transformers rebuilds it as Qwen2's (NFC + qwen2 split)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    llm = llm_for(export(folder, "f16"), n_ctx=64)
+    llm = llm_for(export_in_process(folder, "f16"), n_ctx=64)
     for text in TOKENIZER_TEXTS:  # already NFC, as typed text is
         assert llm.tokenize(text.encode(), add_bos=False, special=False) == tokenizer(text, add_special_tokens=False)["input_ids"], text
 
 
-@pytest.mark.parametrize("fmt", ["role_tokens", "plain", "chat_template"])
-def test_llama_cpp_tokenizes_the_modelfile_prompt_as_training_did(tmp_path, fmt, llm_for):
-    folder = make_merged(tmp_path / "merged", "llama", fmt=fmt, bos=fmt == "plain")
-    result = replica("export", folder, "--gguf", "--quant", "q8_0", "--out", folder / "gguf", "--ollama")
-    assert result.returncode == 0, result.stderr
+def test_llama_cpp_tokenizes_the_modelfile_prompt_as_training_did(exported, llm_for):
+    fmt, folder = exported
     formatter = formatter_for(fmt, folder)
     nodes = parse_go_template(modelfile_template(folder))
     llm = llm_for(folder / "gguf" / "replica-q8_0.gguf", n_ctx=64)
     for context in conversations():
         messages = [{"Role": OLLAMA_ROLE[t["role"]], "Content": t["text"]} for t in context]
         prompt = render_go_template(nodes, {"Messages": messages})
-        assert llm.tokenize(prompt.encode(), add_bos=True, special=True) == formatter.prompt_ids(context)
+        # llama.cpp adds BOS only where the file says so (add_bos_token), then parses the special tokens
+        assert llm.tokenize(prompt.encode(), add_bos=llm.metadata.get("tokenizer.ggml.add_bos_token") == "true",
+                            special=True) == formatter.prompt_ids(context)
 
 
 @pytest.mark.slow

@@ -127,10 +127,18 @@ def conversations(count: int = 10, seed: int = 3) -> list[list[dict]]:
     return out
 
 
-@pytest.fixture(scope="module", params=["role_tokens", "plain", "chat_template"])
+VARIANTS = {  # name -> (data.format, make_merged options)
+    "role_tokens": ("role_tokens", {}),
+    "plain": ("plain", {"bos": True}),
+    "chatml": ("chat_template", {"template": "chatml"}),
+    "smollm": ("chat_template", {"template": "smollm"}),  # default system turn, BOS = <|im_start|>
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
 def exported(request, tmp_path_factory) -> tuple[str, Path]:
-    fmt = request.param
-    folder = make_merged(tmp_path_factory.mktemp(fmt) / "merged", "llama", fmt=fmt, bos=fmt == "plain")
+    fmt, options = VARIANTS[request.param]
+    folder = make_merged(tmp_path_factory.mktemp(request.param) / "merged", "llama", fmt=fmt, **options)
     result = replica("export", folder, "--gguf", "--quant", "q8_0", "--out", folder / "gguf", "--ollama")
     assert result.returncode == 0, result.stderr
     assert f"ollama create replica -f {folder / 'gguf' / 'Modelfile'}" in result.stdout
@@ -159,7 +167,9 @@ def test_template_renders_the_training_prompt_for_10_conversations(exported):
         messages = [{"Role": OLLAMA_ROLE[turn["role"]], "Content": turn["text"]} for turn in context]
         rendered = render_go_template(nodes, {"Messages": messages})
         expected_ids = formatter.prompt_ids(context)
-        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and expected_ids[:1] == [tokenizer.bos_token_id] else []
+        # BOS that the tokenizer puts before encoded text (llama.cpp adds it too); a template's own BOS is text
+        adds = tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id] and fmt != "chat_template"
+        bos = [tokenizer.bos_token_id] if adds else []
         expected_text = tokenizer.decode(expected_ids[len(bos):], skip_special_tokens=False, clean_up_tokenization_spaces=False)
         assert rendered == expected_text
         # what llama.cpp is given: the rendered text, tokenized with its special tokens, after the BOS it adds

@@ -7,13 +7,16 @@ refused rather than approximated.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from replica.errors import ReplicaInputError
+from replica.export.vocab import adds_bos
 
+PROBE_MAX_LENGTH = 1 << 20
 PROBES = ("Probe text one", "Probe text two", "Probe text three")
 ROLES = {"them": "user", "me": "assistant"}  # Replica roles as chat-API roles
 
@@ -37,13 +40,15 @@ def prompt_text(formatter, context: Sequence[dict]) -> str:
     """The formatter's generation prompt for `context` as text, without the BOS token llama.cpp adds itself."""
     tokenizer = formatter.tokenizer
     ids = formatter.prompt_ids(context)
-    if tokenizer.bos_token_id is not None and ids[:1] == [tokenizer.bos_token_id] and _adds_bos(formatter):
+    if adds_bos(formatter):
         ids = ids[1:]
     return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
 def turn_layout(formatter) -> TurnLayout:
     """Derive the layout from the formatter's prompts, and check it rebuilds them; one clear error otherwise."""
+    formatter = copy.copy(formatter)
+    formatter.max_length = PROBE_MAX_LENGTH  # probes are never truncated (truncation only drops whole turns)
     one, two, three = PROBES
     empty = prompt_text(formatter, [])
     them_only = prompt_text(formatter, [{"role": "them", "text": one}])
@@ -91,11 +96,6 @@ def _split_once(text: str, probe: str, formatter) -> tuple[str, str]:
 def _common_suffix(texts: list[str]) -> str:
     reversed_texts = [t[::-1] for t in texts]
     return os.path.commonprefix(reversed_texts)[::-1]
-
-
-def _adds_bos(formatter) -> bool:
-    bos = formatter.tokenizer.bos_token_id
-    return bos is not None and formatter.prompt_ids([])[:1] == [bos]
 
 
 def ollama_template(layout: TurnLayout) -> str:

@@ -62,7 +62,6 @@ def build_vocab(formatter, rows: int, chat_template: str | None) -> GgufVocab:
     eot = formatter.end_of_turn_id
     if types[eot] == TokenType.NORMAL:
         types[eot] = TokenType.CONTROL  # end-of-turn must be a control token to end generation
-    adds_bos = tokenizer.bos_token_id is not None and formatter.prompt_ids([])[:1] == [tokenizer.bos_token_id]
     return GgufVocab(
         tokens=tokens,
         types=[int(t) for t in types],
@@ -73,9 +72,21 @@ def build_vocab(formatter, rows: int, chat_template: str | None) -> GgufVocab:
         bos_id=tokenizer.bos_token_id,
         pad_id=tokenizer.pad_token_id,
         unk_id=tokenizer.unk_token_id,
-        add_bos=adds_bos,
+        add_bos=adds_bos(formatter),
         chat_template=chat_template,
     )
+
+
+def adds_bos(formatter) -> bool:
+    """Whether training put a BOS token in front of every prompt (llama.cpp then adds it itself).
+
+    `role_tokens` and `plain` prompts start with BOS when the tokenizer adds one to encoded text; a
+    `chat_template` prompt is the rendered template only, so any BOS in it is the template's own text.
+    """
+    tokenizer = formatter.tokenizer
+    if formatter.style == "chat_template" or tokenizer.bos_token_id is None:
+        return False
+    return tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
 
 
 def _merge_text(pair) -> str:
