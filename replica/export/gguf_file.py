@@ -7,10 +7,11 @@ import tempfile
 from pathlib import Path
 
 import gguf
+import numpy as np
 
 from replica.errors import ReplicaInputError
 from replica.export.architecture import arch_name, architecture_of, gguf_tensors, write_hyperparameters
-from replica.export.quantization import QUANTS, encode
+from replica.export.quantization import QUANTS, encode, stored_nbytes, stored_type
 from replica.export.vocab import GgufVocab, build_vocab
 
 
@@ -29,12 +30,15 @@ def write_gguf(model, formatter, path: Path, quant: str, *, name: str, chat_temp
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         write_hyperparameters(writer, model.config, rows)
         write_tokenizer(writer, vocab)
+        # tensor infos first, then one tensor at a time: memory stays at the model plus one tensor
         for tensor_name, data in gguf_tensors(model, arch):
-            encoded, kind = encode(tensor_name, data, QUANTS[quant])
-            writer.add_tensor(tensor_name, encoded, raw_dtype=kind)
+            kind = stored_type(tensor_name, data.shape, QUANTS[quant])
+            writer.add_tensor_info(tensor_name, data.shape, np.float32, stored_nbytes(data.shape, kind), raw_dtype=kind)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
+        writer.write_ti_data_to_file()
+        for tensor_name, data in gguf_tensors(model, arch):
+            writer.write_tensor_data(encode(data, stored_type(tensor_name, data.shape, QUANTS[quant])))
         writer.close()
         _fsync(tmp)
         os.replace(tmp, path)

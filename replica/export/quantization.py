@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
-from gguf.quants import quantize
+from gguf.quants import quant_shape_to_byte_shape, quantize
 
 
 @dataclass(frozen=True)
@@ -26,16 +26,29 @@ QUANTS = {
 EMBEDDING_TENSORS = ("token_embd.weight", "output.weight")
 
 
-def encode(name: str, data: np.ndarray, quant: Quant) -> tuple[np.ndarray, GGMLQuantizationType]:
-    """The bytes (or float array) to store for one tensor and their GGML type.
+def stored_type(name: str, shape: tuple[int, ...], quant: Quant) -> GGMLQuantizationType:
+    """The GGML type one tensor is stored in.
 
-    Vectors (norms, biases, RoPE factors) stay float32; a matrix whose rows do not split into whole blocks
-    falls back to f16.
+    Vectors (norms, biases, RoPE factors) stay float32; a matrix whose rows do not split into whole blocks falls
+    back to f16.
     """
-    if data.ndim < 2:
-        return data.astype(np.float32), GGMLQuantizationType.F32
+    if len(shape) < 2:
+        return GGMLQuantizationType.F32
     kind = quant.embeddings if name in EMBEDDING_TENSORS else quant.matrices
-    block = GGML_QUANT_SIZES[kind][0]
-    if kind == GGMLQuantizationType.F16 or data.shape[-1] % block:
-        return data.astype(np.float16), GGMLQuantizationType.F16
-    return quantize(data.astype(np.float32), kind), kind
+    if kind != GGMLQuantizationType.F16 and shape[-1] % GGML_QUANT_SIZES[kind][0]:
+        return GGMLQuantizationType.F16
+    return kind
+
+
+def stored_nbytes(shape: tuple[int, ...], kind: GGMLQuantizationType) -> int:
+    """Bytes one tensor of `shape` takes when stored as `kind`."""
+    return int(np.prod(quant_shape_to_byte_shape(shape, kind)))
+
+
+def encode(data: np.ndarray, kind: GGMLQuantizationType) -> np.ndarray:
+    """The array to write for one float tensor stored as `kind`."""
+    if kind == GGMLQuantizationType.F32:
+        return data.astype(np.float32)
+    if kind == GGMLQuantizationType.F16:
+        return data.astype(np.float16)
+    return quantize(data.astype(np.float32), kind)

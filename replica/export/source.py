@@ -11,7 +11,7 @@ from replica.errors import ReplicaInputError
 
 @dataclass
 class ExportSource:
-    """A merged float model in eval mode, the run's chat formatter, and the chat template to embed."""
+    """A merged model in eval mode, the run's chat formatter, and the chat template to embed."""
 
     model: object
     formatter: object
@@ -20,7 +20,8 @@ class ExportSource:
 
 
 def load_source(path: str | Path) -> ExportSource:
-    """Load `path` (a run folder or a merged folder) as one merged model, on CPU in float32."""
+    """Load `path` (a run folder or a merged folder) as one merged model on CPU (float32 for a merged folder, the
+    run's model.dtype for a run)."""
     from transformers.utils import logging as hf_logging
 
     from replica.commands.merge import chat_template
@@ -44,6 +45,6 @@ def load_source(path: str | Path) -> ExportSource:
             inspect_run(path)
             peft_model, formatter, _ = load_run(path, device="cpu", quantized=False)
             model = peft_model.merge_and_unload()
-    model = model.float().eval()
+    model.eval()  # kept in its dtype: tensors are converted one at a time while writing
     template = chat_template(formatter) or formatter.tokenizer.chat_template
     return ExportSource(model, formatter, path.resolve().name, template)
