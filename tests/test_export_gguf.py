@@ -234,6 +234,22 @@ def test_round_trip_logits_match_the_merged_model(arch, llama_folder, qwen2_fold
 
 
 
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_f16_is_exactly_the_merged_model_with_f16_matrices_and_f32_is_lossless(arch, llama_folder, qwen2_folder):
+    folder = llama_folder if arch == "llama" else qwen2_folder
+    merged = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    rounded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with torch.no_grad():
+        for param in rounded.parameters():
+            if param.ndim == 2:
+                param.copy_(param.half().float())  # what f16 storage does to each matrix; vectors stay f32
+    for quant, reference in (("f16", rounded), ("f32", merged)):
+        path = export_in_process(folder, quant)
+        loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+        assert max_logit_diff(reference, loaded, probe_prompts()) <= 1e-5, quant
+
+
 # ---- bad input: one line, exit 2, nothing written ----------------------------------------------------------------
 def assert_nothing_written(folder: Path) -> None:
     out = folder / "gguf"

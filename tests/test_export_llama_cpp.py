@@ -115,3 +115,44 @@ def test_a_trained_demo_run_still_stops_after_export(tmp_path):
     after = after_export(run / "gguf" / "replica-q8_0.gguf", source.formatter, contexts, sampling)
     assert before.clean_stop_rate > 0.5, before  # the run learned to stop: otherwise the comparison proves nothing
     assert after.clean_stop_rate >= before.clean_stop_rate - 0.05, (before, after)
+
+
+SMOLLM2_RUN = [  # a SmolLM2-135M-Instruct run (llama architecture, its own chat template), as short as training gets
+    "model=smollm2-135m", "trainer=cpu", "trainer.max_steps=2", "trainer.val_check_interval=2",
+    "trainer.enable_progress_bar=false", "callbacks.stop_sequence_eval.num_samples=4",
+    "callbacks.stop_sequence_eval.max_new_tokens=8", "datamodule.batch_size=4", "data.max_length=256",
+]
+
+
+@pytest.mark.slow
+def test_a_smollm2_run_exports_to_llama_cpp_faithfully(tmp_path, llm_for):
+    from replica.export.proof import after_export, before_export, llama_cpp_logit_diff, test_contexts
+    from replica.export.source import load_source
+    from replica.inference.generation import Sampling
+    from tests.helpers import paths, run_train
+
+    trained = run_train([*SMOLLM2_RUN, *paths(tmp_path)], tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    run = next((tmp_path / "logs").glob("train/runs/*"))
+    result = replica("export", run, "--gguf", "--quant", "f16", "--ollama")
+    assert result.returncode == 0, result.stderr
+    path = run / "gguf" / "replica-f16.gguf"
+    source = load_source(run)
+    formatter = source.formatter
+    contexts = test_contexts(run, 24)
+    llm = llm_for(path, n_ctx=512)
+    assert llm.metadata["general.architecture"] == "llama"
+    assert is_end_of_generation(llm, formatter.end_of_turn_id)
+    nodes = parse_go_template(modelfile_template(run))
+    for context in contexts:  # the Modelfile prompt, tokenized by llama.cpp, is the training prompt
+        messages = [{"Role": OLLAMA_ROLE[t["role"]], "Content": t["text"]} for t in context]
+        prompt = render_go_template(nodes, {"Messages": messages})
+        if len(formatter.prompt_ids(context)) < formatter.max_length // 2:  # not truncated by the formatter
+            assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == formatter.prompt_ids(context)  # no BOS: add_bos_token is false for a template run
+    # f16 rounding alone moves these logits (up to ~40) by ~0.05 in transformers; llama.cpp measured 0.09
+    assert llama_cpp_logit_diff(source, path, [formatter.prompt_ids(c) for c in contexts[:4]]) <= 0.25
+    # greedy: both sides pick the same tokens unless f16 rounding flips a near tie
+    sampling = Sampling(do_sample=False, max_new_tokens=48)
+    before = before_export(source, contexts, sampling)
+    after = after_export(path, formatter, contexts, sampling)
+    assert after.clean_stop_rate >= before.clean_stop_rate - 0.05, (before, after)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from replica.errors import ReplicaInputError
 
-QUANT_NAMES = ("f16", "q8_0", "q4_0")
+QUANT_NAMES = ("f16", "q8_0", "q4_0", "f32")
 DEFAULT_OUT = "gguf"  # inside the run folder
 MODELFILE = "Modelfile"
 
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("run_dir", metavar="RUN", help="the run folder train.py printed, or a `replica merge` folder")
     parser.add_argument("--gguf", action="store_true", help="write a GGUF file (the export format)")
-    parser.add_argument("--quant", choices=QUANT_NAMES, default="q8_0", help="weights encoding (default q8_0)")
+    parser.add_argument("--quant", choices=QUANT_NAMES, default="q8_0", help="weights encoding (default q8_0; f32 is lossless)")
     parser.add_argument("--out", metavar="DIR", help=f"folder to write to (default: RUN/{DEFAULT_OUT}/)")
     parser.add_argument("--ollama", action="store_true", help="also write an Ollama Modelfile and print `ollama create`")
     parser.add_argument("--force", action="store_true", help="replace existing output files")

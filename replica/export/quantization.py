@@ -1,4 +1,4 @@
-"""Per-tensor encodings of the export quants: f16, q8_0, q4_0 (quantized in Python with the `gguf` package)."""
+"""Per-tensor encodings of the export quants: f32, f16, q8_0, q4_0 (quantized in Python with the `gguf` package)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ class Quant:
 
 
 QUANTS = {
+    "f32": Quant(LlamaFileType.ALL_F32, GGMLQuantizationType.F32, GGMLQuantizationType.F32),  # lossless, twice f16
     "f16": Quant(LlamaFileType.MOSTLY_F16, GGMLQuantizationType.F16, GGMLQuantizationType.F16),
     "q8_0": Quant(LlamaFileType.MOSTLY_Q8_0, GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q8_0),
     "q4_0": Quant(LlamaFileType.MOSTLY_Q4_0, GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q8_0),
 }
+QUANTIZED = (GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_0)
 EMBEDDING_TENSORS = ("token_embd.weight", "output.weight")
 
 
@@ -35,7 +37,7 @@ def stored_type(name: str, shape: tuple[int, ...], quant: Quant) -> GGMLQuantiza
     if len(shape) < 2:
         return GGMLQuantizationType.F32
     kind = quant.embeddings if name in EMBEDDING_TENSORS else quant.matrices
-    if kind != GGMLQuantizationType.F16 and shape[-1] % GGML_QUANT_SIZES[kind][0]:
+    if kind in QUANTIZED and shape[-1] % GGML_QUANT_SIZES[kind][0]:
         return GGMLQuantizationType.F16
     return kind
 
