@@ -153,7 +153,7 @@ def test_non_streaming_completion_with_usage(client):
 @pytest.mark.slow
 def test_streaming_matches_the_same_seeded_reply(client, seed_to_length):
     messages = [{"role": "user", "content": "hey, what's up?"}, {"role": "assistant", "content": "not much"}, {"role": "user", "content": "pizza?"}]
-    settings = dict(model="replica", messages=messages, max_tokens=24, temperature=2.0, seed=seed_to_length)
+    settings = {"model": "replica", "messages": messages, "max_tokens": 24, "temperature": 2.0, "seed": seed_to_length}
     expected = client.chat.completions.create(**settings)
     chunks = list(client.chat.completions.create(**settings, stream=True, stream_options={"include_usage": True}))
     pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -32,7 +31,6 @@ from replica.serve.openai_api import error_response
 STATIC = Path(__file__).with_name("static")
 MIN_TEMPERATURE = 1e-3  # below this, sampling divides logits into inf/nan: such a temperature means greedy
 BATCH_HEADER = "X-Replica-Batch"  # on non-streaming replies: how many requests shared the batched generate
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

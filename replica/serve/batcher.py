@@ -101,7 +101,8 @@ class Batcher:
             replies = self.generate([p.tracked() for p in batch])
         except Exception as err:  # noqa: BLE001 - one failed batch must not stop the server or fail its neighbours
             if len(batch) == 1:
-                return _fail(batch[0], err)
+                _fail(batch[0], err)
+                return
             log.warning("generation failed for a batch of %d (%s): retrying its requests one at a time", len(batch), type(err).__name__)
             for pending in batch:
                 if pending.streamed:
