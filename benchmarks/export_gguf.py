@@ -30,7 +30,13 @@ def benchmark(run_dir: Path, quants: list[str], prompts: int, max_new_tokens: in
     import torch
 
     from replica.export.gguf_file import write_gguf
-    from replica.export.proof import after_export, before_export, llama_cpp_logit_diff, test_contexts, transformers_logit_diff
+    from replica.export.proof import (
+        after_export,
+        before_export,
+        llama_cpp_logit_diff,
+        test_contexts,
+        transformers_logit_diff,
+    )
     from replica.export.source import load_source
     from replica.inference.generation import Sampling
 

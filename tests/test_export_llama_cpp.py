@@ -1,6 +1,6 @@
 """The exported file in real llama.cpp (llama-cpp-python): same logits as the merged model, role tokens as single
 control tokens, end-of-turn as end-of-generation, the pre-tokenizer table, Modelfile prompts tokenized as in
-training, and (slow) a trained demo run whose clean-stop rate survives export."""
+training, and (slow) a trained demo run and a SmolLM2 run whose clean-stop rate survives export."""
 
 from __future__ import annotations
 
@@ -13,9 +13,25 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from replica.export.llama_cpp_run import is_end_of_generation, load_gguf
-from tests.test_export_gguf import EOS, PRE_TOKENIZERS, Q8_0_TOLERANCE, ROLE, export_in_process, make_merged, probe_prompts, replica
-from tests.test_export_modelfile import (  # noqa: F401 (exported is a fixture)
-    OLLAMA_ROLE, conversations, exported, formatter_for, modelfile_template, parse_go_template, render_go_template,
+from tests.test_export_gguf import (
+    EOS,
+    PRE_TOKENIZERS,
+    Q8_0_TOLERANCE,
+    ROLE,
+    export_in_process,
+    make_merged,
+    probe_prompts,
+    replica,
+)
+from tests.test_export_modelfile import (
+    OLLAMA_ROLE,
+    conversations,
+    exported,  # noqa: F401 (the exported-folders fixture, shared)
+    formatter_for,
+    modelfile_template,
+    ollama_messages,
+    parse_go_template,
+    render_go_template,
 )
 
 TOKENIZER_TEXTS = [
@@ -85,7 +101,7 @@ def test_the_qwen2_tokenizer_transformers_builds_tokenizes_like_llama_cpp(tmp_pa
         assert llm.tokenize(text.encode(), add_bos=False, special=False) == tokenizer(text, add_special_tokens=False)["input_ids"], text
 
 
-def test_llama_cpp_tokenizes_the_modelfile_prompt_as_training_did(exported, llm_for):
+def test_llama_cpp_tokenizes_the_modelfile_prompt_as_training_did(exported, llm_for):  # noqa: F811
     fmt, folder = exported
     formatter = formatter_for(fmt, folder)
     nodes = parse_go_template(modelfile_template(folder))
@@ -126,7 +142,12 @@ SMOLLM2_RUN = [  # a SmolLM2-135M-Instruct run (llama architecture, its own chat
 
 @pytest.mark.slow
 def test_a_smollm2_run_exports_to_llama_cpp_faithfully(tmp_path, llm_for):
-    from replica.export.proof import after_export, before_export, llama_cpp_logit_diff, test_contexts
+    from replica.export.proof import (
+        after_export,
+        before_export,
+        llama_cpp_logit_diff,
+        test_contexts,
+    )
     from replica.export.source import load_source
     from replica.inference.generation import Sampling
     from tests.helpers import paths, run_train
@@ -145,8 +166,7 @@ def test_a_smollm2_run_exports_to_llama_cpp_faithfully(tmp_path, llm_for):
     assert is_end_of_generation(llm, formatter.end_of_turn_id)
     nodes = parse_go_template(modelfile_template(run))
     for context in contexts:  # the Modelfile prompt, tokenized by llama.cpp, is the training prompt
-        messages = [{"Role": OLLAMA_ROLE[t["role"]], "Content": t["text"]} for t in context]
-        prompt = render_go_template(nodes, {"Messages": messages})
+        prompt = render_go_template(nodes, {"Messages": ollama_messages(context)})
         if len(formatter.prompt_ids(context)) < formatter.max_length // 2:  # not truncated by the formatter
             assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == formatter.prompt_ids(context)  # no BOS: add_bos_token is false for a template run
     # f16 rounding alone moves these logits (up to ~40) by ~0.05 in transformers; llama.cpp measured 0.09

@@ -20,7 +20,7 @@ from tests.conftest import CHAT_FRAGMENTS
 from tests.helpers import assert_one_line_error
 from tests.test_export_gguf import make_merged, replica
 
-ACTION = re.compile(r"{{(-?)\s*(.*?)\s*(-?)}}", re.S)
+ACTION = re.compile(r"{{(-?)\s*(.*?)\s*(-?)}}", re.DOTALL)
 OLLAMA_ROLE = {"them": "user", "me": "assistant"}
 
 
@@ -108,6 +108,19 @@ def _condition(expression: str, dot: dict) -> bool:
     return _value(match.group(1), dot) == json.loads(match.group(2))
 
 
+def ollama_messages(context: list[dict]) -> list[dict]:
+    """A chat client's view of a context: alternating messages, a side's consecutive lines joined by a newline (as
+    a chat_template run was trained), starting with the other person."""
+    messages: list[dict] = []
+    for turn in context:
+        role = OLLAMA_ROLE[turn["role"]]
+        if messages and messages[-1]["Role"] == role:
+            messages[-1] = {"Role": role, "Content": messages[-1]["Content"] + "\n" + turn["text"]}
+        elif messages or role == "user":
+            messages.append({"Role": role, "Content": turn["text"]})
+    return messages
+
+
 def test_the_interpreter_follows_go_semantics():
     nodes = parse_go_template('a  {{- " b" }} {{ range .Messages }}{{ if eq .Role "x" }}X{{ else if eq .Role "y" }}Y'
                               '{{ else }}Z{{ end }}{{ .Content }}{{ end }}  {{- "c" -}}  d')
@@ -135,7 +148,7 @@ VARIANTS = {  # name -> (data.format, make_merged options)
 }
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS))
+@pytest.fixture(scope="session", params=sorted(VARIANTS))
 def exported(request, tmp_path_factory) -> tuple[str, Path]:
     fmt, options = VARIANTS[request.param]
     folder = make_merged(tmp_path_factory.mktemp(request.param) / "merged", "llama", fmt=fmt, **options)
@@ -153,7 +166,7 @@ def formatter_for(fmt: str, folder: Path) -> ChatFormatter:
 
 def modelfile_template(folder: Path) -> str:
     text = (folder / "gguf" / "Modelfile").read_text(encoding="utf-8")
-    match = re.search(r'^TEMPLATE """(.*?)"""$', text, re.S | re.M)
+    match = re.search(r'^TEMPLATE """(.*?)"""$', text, re.DOTALL | re.MULTILINE)
     assert match, text
     return match.group(1)
 

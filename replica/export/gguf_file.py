@@ -10,7 +10,12 @@ import gguf
 import numpy as np
 
 from replica.errors import ReplicaInputError
-from replica.export.architecture import arch_name, architecture_of, gguf_tensors, write_hyperparameters
+from replica.export.architecture import (
+    arch_name,
+    architecture_of,
+    gguf_tensors,
+    write_hyperparameters,
+)
 from replica.export.quantization import QUANTS, encode, stored_nbytes, stored_type
 from replica.export.vocab import GgufVocab, build_vocab
 

@@ -49,7 +49,7 @@ def turn_layout(formatter) -> TurnLayout:
     """Derive the layout from the formatter's prompts, and check it rebuilds them; one clear error otherwise."""
     formatter = copy.copy(formatter)
     formatter.max_length = PROBE_MAX_LENGTH  # probes are never truncated (truncation only drops whole turns)
-    one, two, three = PROBES
+    one, two = PROBES[:2]
     empty = prompt_text(formatter, [])
     them_only = prompt_text(formatter, [{"role": "them", "text": one}])
     me_only = prompt_text(formatter, [{"role": "them", "text": one}, {"role": "me", "text": two}])
