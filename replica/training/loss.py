@@ -81,8 +81,9 @@ def _chunk_nll(head, states: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 
 
 def _is_frozen_linear(head) -> bool:
-    frozen_bias = head.bias is None or not head.bias.requires_grad
-    return type(head) is torch.nn.Linear and not head.weight.requires_grad and frozen_bias
+    if type(head) is not torch.nn.Linear:
+        return False
+    return not head.weight.requires_grad and (head.bias is None or not head.bias.requires_grad)
 
 
 class FusedLinearCrossEntropy(torch.autograd.Function):
