@@ -4,7 +4,11 @@ training, and (slow) a trained demo run and a SmolLM2 run whose clean-stop rate 
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from replica.export.llama_cpp_run import is_end_of_generation, load_gguf
+from tests.helpers import ROOT
 from tests.test_export_gguf import (
     EOS,
     PRE_TOKENIZERS,
@@ -131,6 +136,18 @@ def test_a_trained_demo_run_still_stops_after_export(tmp_path):
     after = after_export(run / "gguf" / "replica-q8_0.gguf", source.formatter, contexts, sampling)
     assert before.clean_stop_rate > 0.5, before  # the run learned to stop: otherwise the comparison proves nothing
     assert after.clean_stop_rate >= before.clean_stop_rate - 0.05, (before, after)
+
+    bench = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "export_gguf.py"), str(run), "--quants", "q8_0", "--prompts", "4",
+         "--max-new-tokens", "16"], capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    report = json.loads(bench.stdout.strip().splitlines()[-1])
+    assert report["architecture"] == "qwen2" and report["prompts"] == 4
+    row = report["quants"]["q8_0"]
+    assert row["size_mb"] > 0 and row["write_s"] >= 0 and row["speed_ratio"] > 0
+    assert row["max_logit_diff_transformers"] < 1.0 and 0 <= row["clean_stop_rate"] <= 1
 
 
 SMOLLM2_RUN = [  # a SmolLM2-135M-Instruct run (llama architecture, its own chat template), as short as training gets
