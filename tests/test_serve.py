@@ -729,8 +729,8 @@ def test_batch_window_gathers_later_requests_up_to_max_batch(merged_server):
 
     with ThreadPoolExecutor(2) as pool:  # the second arrives 0.4 s later, well inside the 1.5 s window
         assert list(pool.map(batch_size, [0, 0.4])) == [2, 2]
-    with ThreadPoolExecutor(5) as pool:
-        sizes = list(pool.map(batch_size, [0] * 5))
+    with ThreadPoolExecutor(5) as pool:  # 0.1 s apart: within one window, and never more than the queue holds at once
+        sizes = list(pool.map(batch_size, [0.1 * i for i in range(5)]))
     assert max(sizes) == MAX_BATCH and all(size <= MAX_BATCH for size in sizes), sizes
 
 
