@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--mode", choices=("chunked", "full", "equal"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side:
+        from replica.training.memory import return_freed_buffers_to_the_system
+
+        return_freed_buffers_to_the_system()  # as train.py does, for both modes
         steps = SIDES[args.side]()
         print(json.dumps(equality(steps) if args.mode == "equal" else measure(steps[args.mode], args.repeats)), flush=True)
         return {}

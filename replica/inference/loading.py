@@ -16,8 +16,10 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True
     from replica.training.base_model import load_base_model
     from replica.training.formatting import ChatFormatter
     from replica.training.gguf_base import ensure_gguf_base, is_gguf_reference
+    from replica.training.memory import return_freed_buffers_to_the_system
     from replica.training.tokens import RoleTokens, ensure_embedding_rows
 
+    return_freed_buffers_to_the_system()
     info = inspect_run(run_dir)
     cfg = info.config
     try:

@@ -22,6 +22,7 @@ from replica.config import validate
 from replica.errors import ReplicaInputError
 from replica.training.base_model import load_tokenizer, resolve_model_path, role_tokens
 from replica.training.formatting import resolve_format
+from replica.training.memory import return_freed_buffers_to_the_system
 from replica.training.module import ReplicaModule
 from replica.training.quiet import silence_third_party_notices
 from replica.training.resume import RESUME_KEY_FILE, resolve_ckpt_path, write_resume_key
@@ -78,6 +79,7 @@ def shown_path(path: str | Path) -> str:
 def run_training(cfg: DictConfig) -> dict[str, Any]:
     _one_console_log()
     silence_third_party_notices()
+    return_freed_buffers_to_the_system()
     validate(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg)
