@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def smollm2_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("smollm2") / "run"
     command = [sys.executable, str(ROOT / "train.py"), "experiment=smollm2_demo", f"hydra.run.dir={run}",
-               "trainer.max_steps=8", "trainer.val_check_interval=8", "trainer.limit_val_batches=2",
+               "trainer.max_steps=8", "trainer.val_check_interval=8", "+trainer.limit_val_batches=2",
                "datamodule.batch_size=4", "datamodule.eval_batch_size=8", "data.max_length=128",
                "optimizer.lr=2e-3", "callbacks.stop_sequence_eval=null"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1500)
