@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from replica.errors import ReplicaInputError
-    from replica.run_dir import inspect_run
+    from replica.model.run_dir import inspect_run
 
     try:
         with tempfile.TemporaryDirectory(prefix="replica-servebench-") as scratch:

@@ -4,7 +4,7 @@
     python benchmarks/train_memory.py --skip-smollm2      # only the 7B head slice (no model package needed)
 
 Each measurement runs in its own fresh process (peak RSS only grows within a process), twice: `chunked`
-(`replica.training.loss.reply_token_nll`, what training and evaluation use: the 7B slice calls its fused
+(`replica.model.loss.reply_token_nll`, what training and evaluation use: the 7B slice calls its fused
 linear + cross-entropy directly) and `full` (the model's full logits,
 then cross-entropy: what HF's `model(**batch).loss` does). Reported per side: the peak RSS of the process, the
 RSS growth during the measured step over the RSS just before it (the "logits part": activations, logits,
@@ -78,10 +78,10 @@ def smollm2_steps() -> dict:
     import torch
 
     from replica.config import compose
-    from replica.training.base_model import (
+    from replica.model.base_model import (
         disable_cpu_inference_repacking, load_base_model, load_tokenizer, resolve_model_path, wrap_with_lora,
     )
-    from replica.training.loss import full_logits_token_nll, reply_token_nll
+    from replica.model.loss import full_logits_token_nll, reply_token_nll
 
     cfg = compose("train", ["model=smollm2-135m", "trainer=cpu"])
     base_path = resolve_model_path(cfg.model, list, cfg.paths.cache_dir)
@@ -123,7 +123,7 @@ def sample_batch(tokenizer):
 def head7b_steps() -> dict:
     import torch
 
-    from replica.training.loss import CHUNK_TOKENS, FusedLinearCrossEntropy
+    from replica.model.loss import CHUNK_TOKENS, FusedLinearCrossEntropy
 
     torch.manual_seed(0)
     head = torch.nn.Linear(HEAD_7B["hidden"], HEAD_7B["vocab"], bias=False, dtype=torch.bfloat16).requires_grad_(False)
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--mode", choices=("chunked", "full", "equal"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side:
-        from replica.training.memory import return_freed_buffers_to_the_system
+        from replica.model.memory import return_freed_buffers_to_the_system
 
         return_freed_buffers_to_the_system()  # as train.py does, for both modes
         steps = SIDES[args.side]()

@@ -161,8 +161,8 @@ def run_ours(cfg, base_path: str, batch_size: int, clock: StepClock, workdir: Pa
     from hydra.utils import instantiate
     from lightning import Callback, seed_everything
 
-    from replica.training.base_model import load_tokenizer, role_tokens
-    from replica.training.formatting import resolve_format
+    from replica.model.base_model import load_tokenizer, role_tokens
+    from replica.model.formatting import resolve_format
     from replica.training.run import build_module
 
     class Clock(Callback):
@@ -224,8 +224,8 @@ class RecordingCollator:
 
 def baseline_model(cfg, base_path: str, tokenizer):
     """The same 4-bit base and LoRA as ours (plain format: no role-token rows to train)."""
-    from replica.training.base_model import disable_cpu_inference_repacking, load_base_model, wrap_with_lora
-    from replica.training.tokens import ensure_embedding_rows
+    from replica.model.base_model import disable_cpu_inference_repacking, load_base_model, wrap_with_lora
+    from replica.model.tokens import ensure_embedding_rows
 
     base = load_base_model(base_path, cfg.model, cfg.quant, "cpu")
     disable_cpu_inference_repacking(base)
@@ -242,7 +242,7 @@ def run_baseline(cfg, base_path: str, examples: Sequence[Mapping], batch_size: i
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback
 
-    from replica.training.base_model import load_tokenizer
+    from replica.model.base_model import load_tokenizer
 
     class Clock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
@@ -293,7 +293,7 @@ def prepare(overrides: Sequence[str]):
     from hydra.utils import instantiate
 
     from replica.config import compose, validate
-    from replica.training.base_model import resolve_model_path
+    from replica.model.base_model import resolve_model_path
 
     cfg = compose("train", [*DEFAULT_OVERRIDES, *overrides])
     validate(cfg)

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import OmegaConf
 
-from replica.run_dir import ADAPTER_META, FORMAT_VERSION
+from replica.model.run_dir import ADAPTER_META, FORMAT_VERSION
 
 
 def export_adapter(pl_module: LightningModule, formatter, out_dir: str | Path, extra: dict[str, Any]) -> Path:

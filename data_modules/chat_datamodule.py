@@ -17,9 +17,9 @@ from replica.errors import ReplicaInputError
 from replica.prepare.config import parse_data_config
 from replica.prepare.pipeline import prepare_dataset
 from replica.prepare.store import PreparedDataset, dataset_folder, dataset_identity, open_dataset
-from replica.training.batching import GroupedBatchSampler, PadCollator, ResumableLoader
-from replica.training.formatting import IGNORE_INDEX, ChatFormatter, resolve_format
-from replica.training.tokens import RoleTokens
+from replica.model.batching import GroupedBatchSampler, PadCollator, ResumableLoader
+from replica.model.formatting import IGNORE_INDEX, ChatFormatter, resolve_format
+from replica.model.tokens import RoleTokens
 
 log = logging.getLogger(__name__)
 

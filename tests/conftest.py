@@ -13,8 +13,8 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 import pytest
 
-from replica.tiny_model import ensure_tiny_model
-from replica.training.base_model import load_tokenizer
+from replica.model.tiny import ensure_tiny_model
+from replica.model.base_model import load_tokenizer
 
 TINY_BUILD = dict(pretrain_steps=5, vocab_size=512, hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1,
                   intermediate_size=128, pretrain_batch=4, pretrain_seq=64)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from replica.training.batching import GroupedBatchSampler, PadCollator, ResumableLoader, padding_fraction
-from replica.training.formatting import FORMATS, IGNORE_INDEX, ChatFormatter
-from replica.training.tokens import RoleTokens
+from replica.model.batching import GroupedBatchSampler, PadCollator, ResumableLoader, padding_fraction
+from replica.model.formatting import FORMATS, IGNORE_INDEX, ChatFormatter
+from replica.model.tokens import RoleTokens
 
 EXAMPLES = [
     ([{"role": "them", "text": "ciao! stasera pizza? 🍕"}], "sì dai"),

@@ -149,8 +149,8 @@ def test_chat_template_renders_the_training_prompt(tiny_model_dir, style):
     from transformers import AutoTokenizer
 
     from replica.commands.merge import chat_template
-    from replica.training.formatting import ChatFormatter
-    from replica.training.tokens import RoleTokens, add_role_tokens
+    from replica.model.formatting import ChatFormatter
+    from replica.model.tokens import RoleTokens, add_role_tokens
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     add_role_tokens(tokenizer, RoleTokens(), need_roles=style == "role_tokens")

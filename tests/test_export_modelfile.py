@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from replica.training.formatting import ChatFormatter
-from replica.training.tokens import RoleTokens
+from replica.model.formatting import ChatFormatter
+from replica.model.tokens import RoleTokens
 from tests.conftest import CHAT_FRAGMENTS
 from tests.helpers import assert_one_line_error
 from tests.test_export_gguf import make_merged, replica

@@ -6,9 +6,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from replica.errors import ReplicaInputError
-from replica.training.base_model import load_tokenizer
-from replica.training.formatting import FORMATS, IGNORE_INDEX, ChatFormatter, Encoded
-from replica.training.tokens import RoleTokens
+from replica.model.base_model import load_tokenizer
+from replica.model.formatting import FORMATS, IGNORE_INDEX, ChatFormatter, Encoded
+from replica.model.tokens import RoleTokens
 
 EOS = "<|endoftext|>"
 ROLE_TOKENS = RoleTokens()  # the tiny config's me/them/eot/pad strings

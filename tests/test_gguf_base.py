@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from replica.errors import ReplicaInputError
-from replica.training.base_model import resolve_model_path
-from replica.training.gguf_base import ensure_gguf_base, locate_gguf
+from replica.model.base_model import resolve_model_path
+from replica.model.gguf_base import ensure_gguf_base, locate_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN, LAYERS, HEADS, KV_HEADS, FFN = 32, 2, 4, 2, 64

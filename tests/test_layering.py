@@ -11,12 +11,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TOP = ("replica.commands", "replica.evaluation", "replica.serve", "callbacks", "replica.training.module", "replica.training.run")
 # module file -> package prefixes it must never import (at module level or inside a function)
 FORBIDDEN = {
-    "replica/run_dir.py": TOP + ("replica.inference", "replica.training"),
-    "replica/errors.py": TOP + ("replica.inference", "replica.training", "replica.run_dir"),
-    "replica/atomic.py": TOP + ("replica.inference", "replica.training", "replica.run_dir"),
-    "replica/training/formatting.py": TOP + ("replica.inference",),
-    "replica/training/tokens.py": TOP + ("replica.inference",),
-    "replica/training/base_model.py": TOP + ("replica.inference",),
+    "replica/model/run_dir.py": TOP + ("replica.inference", "replica.training"),
+    "replica/errors.py": TOP + ("replica.inference", "replica.training", "replica.model.run_dir"),
+    "replica/atomic.py": TOP + ("replica.inference", "replica.training", "replica.model.run_dir"),
+    "replica/model/formatting.py": TOP + ("replica.inference",),
+    "replica/model/tokens.py": TOP + ("replica.inference",),
+    "replica/model/base_model.py": TOP + ("replica.inference",),
     **{str(p.relative_to(ROOT)): TOP for p in (ROOT / "replica" / "inference").glob("*.py")},
     **{str(p.relative_to(ROOT)): ("replica.commands", "replica.evaluation", "replica.serve") for p in (ROOT / "callbacks").glob("*.py")},
 }

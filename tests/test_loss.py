@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from replica.training.base_model import load_base_model, new_token_ids, wrap_with_lora
-from replica.training.batching import PadCollator
-from replica.training.formatting import ChatFormatter
-from replica.training.loss import FusedLinearCrossEntropy, causal_lm, reply_token_nll
-from replica.training.tokens import RoleTokens
+from replica.model.base_model import load_base_model, new_token_ids, wrap_with_lora
+from replica.model.batching import PadCollator
+from replica.model.formatting import ChatFormatter
+from replica.model.loss import FusedLinearCrossEntropy, causal_lm, reply_token_nll
+from replica.model.tokens import RoleTokens
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "bias": "none", "target_modules": "all-linear", "train_new_tokens": True}
 

@@ -55,8 +55,8 @@ def test_the_end_of_turn_token_is_learned(smollm2_run):
     """The NLL of <|im_end|> right after the user's real replies drops from the base to the fine-tuned model."""
     from replica.atomic import read_jsonl
     from replica.inference.loading import load_run
-    from replica.training.batching import PadCollator
-    from replica.training.loss import reply_token_nll
+    from replica.model.batching import PadCollator
+    from replica.model.loss import reply_token_nll
 
     model, formatter, _ = load_run(smollm2_run)
     record = json.loads((smollm2_run / "dataset.json").read_text(encoding="utf-8"))

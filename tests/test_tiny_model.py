@@ -11,7 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, GenerationConfig
 
 from replica.errors import ReplicaInputError
-from replica.tiny_model import ensure_tiny_model
+from replica.model.tiny import ensure_tiny_model
 
 TINY = dict(vocab_size=512, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128,
             max_position=256, pretrain_steps=40, pretrain_batch=8, pretrain_seq=32)

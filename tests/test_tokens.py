@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from replica.errors import ReplicaInputError
-from replica.training.base_model import (
+from replica.model.base_model import (
     load_base_model,
     load_tokenizer,
     new_token_ids,
@@ -17,8 +17,8 @@ from replica.training.base_model import (
     resolve_model_path,
     role_tokens,
 )
-from replica.training.formatting import FORMATS, ChatFormatter
-from replica.training.tokens import RoleTokens, add_role_tokens, ensure_embedding_rows
+from replica.model.formatting import FORMATS, ChatFormatter
+from replica.model.tokens import RoleTokens, add_role_tokens, ensure_embedding_rows
 
 ROLE_STRINGS = ("<|me|>", "<|them|>", "<|eot|>")
 
@@ -81,7 +81,7 @@ def test_resize_happens_only_when_the_tokenizer_outgrows_the_model(tiny_model_di
     rows = model.get_input_embeddings().weight.shape[0]
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     tokenizer.add_tokens([f"<|extra_{i}|>" for i in range(rows - len(tokenizer) + 3)], special_tokens=True)
-    with caplog.at_level(logging.WARNING, logger="replica.training.tokens"):
+    with caplog.at_level(logging.WARNING, logger="replica.model.tokens"):
         assert ensure_embedding_rows(model, tokenizer) is True
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer) == rows + 3
     assert "resizing" in caplog.text

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
-    from replica.run_dir import inspect_run
+    from replica.model.run_dir import inspect_run
 
     info = inspect_run(args.run_dir)  # fail fast, before torch and the model load
     device = _device(args.device)

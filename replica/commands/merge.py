@@ -42,7 +42,7 @@ def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     if args.public and not args.push_to_hub:
         raise ReplicaInputError("--public only applies with --push-to-hub REPO")
-    from replica.run_dir import inspect_run
+    from replica.model.run_dir import inspect_run
 
     info = inspect_run(args.run_dir)
     out = Path(args.out).expanduser()
@@ -76,7 +76,7 @@ def merge_run(run_dir: Path, out: Path, dtype: str) -> Path:
     from transformers.utils import logging as hf_logging
 
     from replica.inference.loading import load_run
-    from replica.training.base_model import DTYPES
+    from replica.model.base_model import DTYPES
 
     hf_logging.disable_progress_bar()
     with warnings.catch_warnings():  # library deprecation chatter, not the user's business

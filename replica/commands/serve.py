@@ -59,7 +59,7 @@ def main(argv: Sequence[str]) -> int:
     if args.max_tokens > args.max_tokens_limit:
         raise ReplicaInputError(f"--max-tokens {args.max_tokens} is above --max-tokens-limit {args.max_tokens_limit}")
     from replica.inference.loading import is_merged_dir
-    from replica.run_dir import inspect_run
+    from replica.model.run_dir import inspect_run
 
     merged = is_merged_dir(args.model_dir)
     info = None if merged else inspect_run(args.model_dir)  # fail fast, before torch and the model load

@@ -26,7 +26,7 @@ from replica.atomic import read_jsonl, write_json, write_jsonl, write_text
 from replica.errors import ReplicaInputError
 from replica.evaluation.human import human_markdown, human_score
 from replica.prepare.store import read_run_record
-from replica.run_dir import RunInfo, inspect_run
+from replica.model.run_dir import RunInfo, inspect_run
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +197,8 @@ def reply_nll(
     import torch
     from tqdm.auto import tqdm
 
-    from replica.training.batching import PadCollator
-    from replica.training.loss import reply_token_nll
+    from replica.model.batching import PadCollator
+    from replica.model.loss import reply_token_nll
 
     nll, counts = [0.0] * len(examples), [0] * len(examples)
     encoded = [formatter.encode(example["context"], example["target"]) for example in examples]

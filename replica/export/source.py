@@ -26,7 +26,7 @@ def load_source(path: str | Path) -> ExportSource:
 
     from replica.commands.merge import chat_template
     from replica.inference.loading import is_merged_dir, load_merged, load_run
-    from replica.run_dir import inspect_run
+    from replica.model.run_dir import inspect_run
 
     path = Path(path).expanduser()
     hf_logging.set_verbosity_error()

@@ -15,7 +15,7 @@ import torch
 
 from replica.config import GenerationSchema
 from replica.inference.stops import StopCheck
-from replica.training.formatting import ChatFormatter
+from replica.model.formatting import ChatFormatter
 
 
 @dataclass(slots=True)

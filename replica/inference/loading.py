@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from replica.errors import ReplicaInputError
-from replica.run_dir import RunInfo, inspect_run
+from replica.model.run_dir import RunInfo, inspect_run
 
 
 def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True):
@@ -13,11 +13,11 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from replica.training.base_model import load_base_model
-    from replica.training.formatting import ChatFormatter
-    from replica.training.gguf_base import ensure_gguf_base, is_gguf_reference
-    from replica.training.memory import return_freed_buffers_to_the_system
-    from replica.training.tokens import RoleTokens, ensure_embedding_rows
+    from replica.model.base_model import load_base_model
+    from replica.model.formatting import ChatFormatter
+    from replica.model.gguf_base import ensure_gguf_base, is_gguf_reference
+    from replica.model.memory import return_freed_buffers_to_the_system
+    from replica.model.tokens import RoleTokens, ensure_embedding_rows
 
     return_freed_buffers_to_the_system()
     info = inspect_run(run_dir)
@@ -68,9 +68,9 @@ def load_merged(model_dir: str | Path, *, device: str = "cpu"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from replica.training.base_model import DTYPES
-    from replica.training.formatting import ChatFormatter
-    from replica.training.tokens import RoleTokens
+    from replica.model.base_model import DTYPES
+    from replica.model.formatting import ChatFormatter
+    from replica.model.tokens import RoleTokens
 
     model_dir = Path(model_dir).expanduser()
     try:

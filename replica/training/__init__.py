@@ -1,1 +1,1 @@
-"""Training pieces: tokenizer setup, chat formatting, batching, the QLoRA LightningModule."""
+"""The training layer: the QLoRA LightningModule, run composition, resume and schedules."""

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from lightning import LightningModule
 
-from replica.training.base_model import disable_cpu_inference_repacking, load_base_model, new_token_ids, wrap_with_lora
-from replica.training.loss import reply_nll
-from replica.training.tokens import ensure_embedding_rows
+from replica.model.base_model import disable_cpu_inference_repacking, load_base_model, new_token_ids, wrap_with_lora
+from replica.model.loss import reply_nll
+from replica.model.tokens import ensure_embedding_rows
 
 log = logging.getLogger(__name__)
 

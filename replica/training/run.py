@@ -20,9 +20,9 @@ from callbacks import AdapterCheckpoint, StopAtStep, StopSequenceEval
 from replica.atomic import write_json
 from replica.config import validate
 from replica.errors import ReplicaInputError
-from replica.training.base_model import load_tokenizer, resolve_model_path, role_tokens
-from replica.training.formatting import resolve_format
-from replica.training.memory import return_freed_buffers_to_the_system
+from replica.model.base_model import load_tokenizer, resolve_model_path, role_tokens
+from replica.model.formatting import resolve_format
+from replica.model.memory import return_freed_buffers_to_the_system
 from replica.training.module import ReplicaModule
 from replica.training.quiet import silence_third_party_notices
 from replica.training.resume import RESUME_KEY_FILE, resolve_ckpt_path, write_resume_key

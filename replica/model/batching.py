@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from replica.training.formatting import IGNORE_INDEX
+from replica.model.formatting import IGNORE_INDEX
 
 
 class PadCollator:

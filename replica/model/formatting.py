@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from replica.errors import ReplicaInputError
-from replica.training.tokens import RoleTokens
+from replica.model.tokens import RoleTokens
 
 IGNORE_INDEX = -100
 FORMATS = ("role_tokens", "plain", "chat_template")

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from replica.training.formatting import resolve_format
-from replica.training.gguf_base import ensure_gguf_base, is_gguf_reference
-from replica.training.tokens import RoleTokens, add_role_tokens
+from replica.model.formatting import resolve_format
+from replica.model.gguf_base import ensure_gguf_base, is_gguf_reference
+from replica.model.tokens import RoleTokens, add_role_tokens
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def resolve_model_path(model_cfg: Mapping, train_texts: Callable[[], Sequence[st
     dequantized once into a cached safetensors folder.
     """
     if model_cfg.get("tiny"):
-        from replica.tiny_model import ensure_tiny_model
+        from replica.model.tiny import ensure_tiny_model
 
         return str(ensure_tiny_model(train_texts(), cache_dir, log=log.info, **dict(model_cfg["tiny"])))
     if is_gguf_reference(model_cfg["name_or_path"]):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from replica.training.formatting import IGNORE_INDEX
+from replica.model.formatting import IGNORE_INDEX
 
 CHUNK_TOKENS = 256  # rows of logits per chunk: 256 x 152k fp32 = 156 MB for a 7B head, 50 MB for SmolLM2's
 LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale")  # config keys of heads that are not a plain linear

@@ -1,0 +1,1 @@
+"""The model layer: chat formatting, role tokens, base-model loading, batching, the reply loss, run folders."""
