@@ -9,6 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from replica.errors import ReplicaInputError
+from replica.prepare.shown_paths import mask_shown_paths
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -45,6 +46,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    mask_shown_paths()  # export names in errors and logs lose their contacts' names and numbers
     try:
         from replica.evaluation.run import precheck
 

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from replica.config import check_overrides, expand_home_in_overrides
 from replica.errors import ReplicaInputError
+from replica.prepare.shown_paths import mask_shown_paths
 
 EXIT_INTERRUPTED = 130
 
@@ -40,6 +41,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    mask_shown_paths()  # export names in errors and logs lose their contacts' names and numbers
     sys.argv[1:] = expand_home_in_overrides(sys.argv[1:])  # data.exports=[~/chats] works as in a shell
     try:
         check_overrides("train", sys.argv[1:])

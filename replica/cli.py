@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from replica.errors import ReplicaInputError
+from replica.prepare.shown_paths import mask_shown_paths
 
 # Commands owned by their own modules; they receive the rest of the command line untouched.
 DELEGATED = {
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    mask_shown_paths()  # export names in errors and logs lose their contacts' names and numbers
     try:
         if args and args[0] in DELEGATED:
             module = importlib.import_module(DELEGATED[args[0]][0])

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from replica.privacy import display_path
+from replica.prepare.shown_paths import display_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +27,21 @@ def test_personal_parts_of_export_names_are_masked():
     assert shown[0].endswith(">.txt")
     assert shown[2].endswith("_1015882731/message_1.json") and "/inbox/<NAME_" in shown[2]
     assert display_path("/e/ChatExport_2024-01-01/result.json") == "/e/ChatExport_2024-01-01/result.json"
+
+
+def test_errors_mask_the_file_once_the_process_installs_the_masking():
+    """The ground floor imports no masker: an entry point installs it, and from then on every error naming an export
+    shows it masked."""
+    name = "/e/WhatsApp Chat with Giovanna Verdi +39 347 111 2233.txt"
+    script = (
+        "import sys; from replica.errors import ReplicaInputError; from replica.prepare.shown_paths import "
+        "mask_shown_paths; print(ReplicaInputError('empty', path=sys.argv[1])); mask_shown_paths(); "
+        "print(ReplicaInputError('empty', path=sys.argv[1]))"
+    )
+    shown = subprocess.run([sys.executable, "-c", script, name], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout.splitlines()
+    assert shown[0] == f"{name}: empty"  # nothing installed: a library caller sees the path as given
+    assert shown[1] == "/e/WhatsApp Chat with <NAME_1> <PHONE_1>.txt: empty"
 
 
 def test_skipped_files_and_errors_name_the_file_without_the_contact(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from operator import attrgetter
 from pathlib import Path, PurePosixPath
 
 from replica.errors import ReplicaInputError
+from replica.ingest.file_names import whatsapp_chat_name
 from replica.ingest.limits import Budget, LimitError, Limits
 from replica.ingest.message import Message
 from replica.ingest.signal import looks_like_signal, parse_signal
@@ -30,13 +30,6 @@ SUPPORTED = (
     "(signal-export) or a Discord .json (DiscordChatExporter)"
 )
 
-# "WhatsApp Chat with Luca", "Chat WhatsApp con Luca", "WhatsApp Chat - Luca" (iOS zip), ...
-_WHATSAPP_PREFIX = re.compile(
-    r"^(?:whats\s?app[- ]chat|chat\s+(?:de\s+|do\s+)?whats\s?app|discussion\s+whats\s?app|"
-    r"conversa\s+do\s+whats\s?app|whats\s?app[- ]gesprek)\s*(?:with|con|avec|mit|com|met|-|–|—)\s+",
-    re.IGNORECASE,
-)
-_IOS_STEM = "_chat"  # iOS names every export _chat.txt; the chat name is on its zip
 _MAX_SKIPS_LISTED = 5
 
 
@@ -199,16 +192,6 @@ def _thread_key(name: str, part: dict) -> str:
     container, _, member = name.rpartition("!")
     folder = str(PurePosixPath(member.replace("\\", "/")).parent)
     return f"folder:{container}!{folder}"
-
-
-def whatsapp_chat_name(name: str) -> str:
-    """Chat name from the file name ('WhatsApp Chat with Luca.txt' -> 'Luca'); '_chat.txt' uses its zip/folder."""
-    pieces = [piece for part in name.split("!") for piece in PurePosixPath(part.replace("\\", "/")).parts]
-    stems = [PurePosixPath(piece).stem for piece in pieces]
-    stem = stems[-1]
-    if stem.lower() == _IOS_STEM and len(stems) > 1:
-        stem = stems[-2]
-    return _WHATSAPP_PREFIX.sub("", stem).strip() or stem
 
 
 def _nothing_found(paths: Sequence[str | Path], result: LoadResult) -> str:

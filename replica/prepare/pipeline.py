@@ -19,6 +19,7 @@ from replica.prepare.identity import resolve_me, sender_counts
 from replica.prepare.language import chat_key, detect_chat_languages, keep_languages
 from replica.prepare.pii import PiiMasker, PrivateValues, pii_values, regions_seen
 from replica.prepare.placeholders import mark_placeholders
+from replica.prepare.shown_paths import display_path
 from replica.prepare.split import split_examples
 from replica.prepare.stats import compute_stats, format_stats
 from replica.prepare.store import (
@@ -31,7 +32,7 @@ from replica.prepare.store import (
     read_stats,
 )
 from replica.prepare.turns import build_sessions, chat_labels
-from replica.privacy import display_path, mask_title
+from replica.privacy import mask_title
 
 
 @dataclass(slots=True)
