@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from replica.privacy import display_path
+
 
 class ReplicaInputError(Exception):
     """Bad input the user can fix; the message names the file/line/key and how to fix it."""
@@ -11,9 +13,7 @@ class ReplicaInputError(Exception):
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
         where = ""
         if path is not None:
-            from replica.privacy import display_path  # file names carry contacts' names and numbers
-
-            path = display_path(path)
+            path = display_path(path)  # file names carry contacts' names and numbers
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(f"{where}{message}")
         self.path = path  # as shown: personal parts masked
