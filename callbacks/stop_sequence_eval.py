@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
 
 from replica.atomic import write_jsonl
 from replica.inference.generation import Sampling, generate_replies
+from replica.settings import GenerationSection
 
 
 class StopSequenceEval(Callback):
@@ -22,14 +24,16 @@ class StopSequenceEval(Callback):
         self,
         num_samples: int = 48,
         batch_size: int = 16,
-        max_new_tokens: int = 64,
+        max_new_tokens: int | None = None,
         samples_dir: str | None = None,
         log_samples_to_logger: bool = False,
         seed: int = 0,
+        generation: Mapping | None = None,
     ) -> None:
         self.num_samples = num_samples
         self.batch_size = batch_size
-        self.sampling = Sampling(max_new_tokens=max_new_tokens, do_sample=False, seed=seed)
+        block = GenerationSection(**dict(generation or {}))  # the run's sampling block; its stop_eval says greedy or not
+        self.sampling = Sampling.for_stop_eval(block, max_new_tokens=max_new_tokens, seed=seed)
         self.samples_dir = samples_dir
         self.log_samples_to_logger = log_samples_to_logger
         self.seed = seed

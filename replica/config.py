@@ -1,4 +1,9 @@
-"""The Hydra config tree: where it lives, composing it outside `@hydra.main`, and validating it up front."""
+"""The Hydra config tree: where it lives, composing it outside `@hydra.main`, and validating it up front.
+
+Every section has one validator (`SECTION_VALIDATORS`): `validate` runs them all on the composed tree, and
+`replica.prepare.config` runs the `data` one on a data section alone, so train.py, evaluate.py and `replica prepare`
+give the same answer. The sections' types, choices and code-side defaults are `replica.settings`.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,29 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import fields, is_dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from replica.errors import ReplicaInputError
+from replica.settings import CHOICES, REQUIRED, SECTIONS, DataSection, GenerationSection, MaskSection
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT_DIR / "conf"
+SCHEMA_GROUP = "schema"  # ConfigStore group of the sections whose defaults live in replica.settings
 
-if not OmegaConf.has_resolver("replica_root"):
-    OmegaConf.register_new_resolver("replica_root", lambda: str(ROOT_DIR))
+
+def register_configs() -> None:
+    """What composing `conf/` needs besides its files: the `replica_root` resolver and the `generation` schema
+    (train.yaml's defaults list takes `schema/generation`). Entry points call it before Hydra starts."""
+    from hydra.core.config_store import ConfigStore
+
+    if not OmegaConf.has_resolver("replica_root"):
+        OmegaConf.register_new_resolver("replica_root", lambda: str(ROOT_DIR))
+    ConfigStore.instance().store(group=SCHEMA_GROUP, name="generation", node=GenerationSection)
 
 
 _HOME_IN_VALUE = re.compile(r"(?<![^\[,\s'\"])~(?=[/\\,\]'\"\s]|$)")
@@ -40,10 +55,11 @@ def compose(config_name: str, overrides: Sequence[str] = (), *, output_dir: str 
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
 
+    register_configs()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=config_name):
             cfg = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
-    except HydraException as err:
+    except (HydraException, ValueError) as err:  # a wrong type in a typed section is a ValidationError
         raise ReplicaInputError(f"bad override: {_first_line(err)}") from None
     OmegaConf.set_struct(cfg, False)
     if output_dir is None:
@@ -67,153 +83,218 @@ def _first_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
 
-# ---- schemas: types of every user-facing key ---------------------------------------------------------------
-@dataclass
-class MaskSchema:
-    phones: bool = True
-    emails: bool = True
-    urls: bool = True
-    iban: bool = True
-    cards: bool = True
-    names: bool = True
-
-
-@dataclass
-class DataSchema:
-    exports: list[str] = field(default_factory=list)
-    me: list[str] = field(default_factory=list)
-    datasets_dir: str = MISSING
-    max_input_mib: int = 256
-    max_messages: int = 1000000
-    date_order: str = "auto"
-    media: str = "tag"
-    mask: MaskSchema = field(default_factory=MaskSchema)
-    phone_region: str = "IT"
-    languages: list[str] = field(default_factory=list)
-    language_sample: int = 40
-    merge_gap: float = 10
-    session_gap: float = 6
-    context_min: int = 1
-    context_max: int = 5
-    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    seed: int = 0
-    format: str = "auto"
-    max_length: int = 512
-
-
-@dataclass
-class LoraSchema:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    bias: str = "none"
-    target_modules: Any = "all-linear"
-    train_new_tokens: bool = True
-
-
-@dataclass
-class QuantSchema:
-    mode: str = "nf4"
-    double_quant: bool = True
-    compute_dtype: str = "bfloat16"
-    quant_storage: str = "uint8"
-
-
-@dataclass
-class RoleTokensSchema:
-    me: str = "<|me|>"
-    them: str = "<|them|>"
-    eot: str = "<|eot|>"
-    pad: str = "<|pad|>"
-
-
-@dataclass
-class ModelSchema:
-    name_or_path: Any = None
-    revision: Any = None
-    trust_remote_code: bool = False
-    dtype: str = "bfloat16"
-    attn_implementation: Any = None
-    role_tokens: RoleTokensSchema = field(default_factory=RoleTokensSchema)
-    tiny: Any = None
-
-
-@dataclass
-class GenerationSchema:
-    max_new_tokens: int = 64
-    do_sample: bool = False
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    seed: int = 0
-
-
-SCHEMAS = {
-    "data": DataSchema,
-    "lora": LoraSchema,
-    "quant": QuantSchema,
-    "model": ModelSchema,
-    "generation": GenerationSchema,
-}
-CHOICES = {
-    "data.date_order": ("auto", "dmy", "mdy", "ymd"),
-    "data.media": ("tag", "drop"),
-    "data.format": ("auto", "role_tokens", "plain", "chat_template"),
-    "quant.mode": ("nf4", "fp4", "none"),
-    "quant.compute_dtype": ("bfloat16", "float16", "float32"),
-    "model.dtype": ("bfloat16", "float16", "float32"),
-}
+# ---- validation: one validator per section ------------------------------------------------------------------
+Rule = tuple[str, Callable[[Any], bool], str]  # (key, accepted?, what is accepted)
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check every schema'd section's keys, types, choices and value ranges; report all problems in one line.
+    """Run every section's validator on the composed tree and check that the exports exist; one line for all.
 
     A single string where a list is expected (`data.exports=/path`, `data.me=Léa`) becomes a one-element list.
     """
     _listify_single_strings(cfg)
     problems: list[str] = []
-    for section, schema in SCHEMAS.items():
-        if section not in cfg:
+    for section, validator in SECTION_VALIDATORS.items():
+        node = cfg.get(section)
+        if node is None:
             continue
-        problems += _check_section(section, schema, cfg[section])
-    for key, allowed in CHOICES.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None and value not in allowed:
-            problems.append(f"{key}={value!r} is not one of {', '.join(allowed)}")
-    problems += _range_problems(cfg)
+        try:
+            plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+        except Exception as err:  # an interpolation that does not resolve
+            problems.append(f"{section}: {_first_line(err)}")
+            continue
+        problems += validator(plain)
     problems += _value_problems(cfg)
     problems += _missing_exports(cfg)
     if problems:
         raise ReplicaInputError("invalid config: " + "; ".join(problems))
 
 
-def _range_problems(cfg: DictConfig) -> list[str]:
-    """Cross-key and range checks; a value of the wrong type is already reported, so it is skipped here."""
-    checks = [
-        (
-            lambda d: 0 <= d.context_min <= d.context_max,
-            "data",
-            "data.context_min={context_min} must be between 0 and data.context_max={context_max}",
-        ),
-        (lambda d: len(d.split) == 3 and abs(sum(d.split) - 1.0) < 1e-6, "data", "data.split={split} must be three fractions summing to 1"),
-        (lambda d: d.max_length > 0, "data", "data.max_length={max_length} must be > 0"),
-        (lambda lo: lo.r > 0, "lora", "lora.r={r} must be > 0"),
-        (lambda lo: 0 <= lo.dropout < 1, "lora", "lora.dropout={dropout} must be in [0, 1)"),
-    ]
-    problems = []
-    for ok, section, message in checks:
-        node = cfg.get(section)
-        if node is None:
-            continue
-        try:
-            if not ok(node):
-                problems.append(message.format(**OmegaConf.to_container(node, resolve=True)))
-        except (TypeError, ValueError):
-            continue
+def data_problems(data: Any) -> list[str]:
+    """The `data` section's problems, the first one of each key; a missing key is named once, in one entry."""
+    if not isinstance(data, Mapping):
+        return ["data must be a mapping of keys (see conf/data/default.yaml)"]
+    known = {spec.name: spec for spec in fields(DataSection)}
+    missing = [f"data.{key}" for key, spec in known.items() if key not in data and _required(spec)]
+    problems: dict[str, str] = {key.removeprefix("data."): "" for key in missing}
+    if missing:
+        problems["missing"] = f"missing {', '.join(missing)} (see conf/data/default.yaml)"
+
+    def report(key: str, problem: str) -> None:
+        problems.setdefault(key, problem)
+
+    for key in data:
+        if key not in known:
+            report(key, f"data.{key} is not a valid key (valid keys: {', '.join(sorted(known))})")
+    get = data.get
+    exports = _string_list(get("exports"))
+    if exports is None:
+        report("exports", f"data.exports must be a list of paths, got {get('exports')!r}")
+    elif not exports:
+        report("exports", "data.exports is empty: pass data.exports=[path/to/export, ...]")
+    if _string_list(get("me")) is None:
+        report("me", f"data.me must be a list of names, got {get('me')!r}")
+    if not isinstance(get("datasets_dir"), str) or not get("datasets_dir"):
+        report("datasets_dir", f"data.datasets_dir={get('datasets_dir')!r} must be a directory path")
+    for key in ("date_order", "media", "format"):
+        allowed = CHOICES[f"data.{key}"]
+        if get(key) not in allowed:
+            report(key, f"data.{key}={get(key)!r} must be one of {'|'.join(allowed)}")
+    _mask_problems(get("mask"), report)
+    region = get("phone_region")
+    if not isinstance(region, str) or not _known_region(region):
+        report("phone_region", f"data.phone_region={region!r} must be a two-letter region code such as IT, US, GB")
+    if _string_list(get("languages")) is None:
+        report("languages", f"data.languages={get('languages')!r} must be a list of ISO 639-1 codes such as [it, en]")
+    for key in ("language_sample", "context_min", "context_max", "max_input_mib", "max_messages", "max_length"):
+        if not _int(get(key)) or get(key) < 1:
+            report(key, f"data.{key}={get(key)!r} must be an integer >= 1")
+    if _int(get("context_min")) and _int(get("context_max")) and get("context_min") > get("context_max"):
+        report("context_max", f"data.context_min={get('context_min')} is above data.context_max={get('context_max')}")
+    if not _number(get("merge_gap")) or get("merge_gap") < 0:
+        report("merge_gap", f"data.merge_gap={get('merge_gap')!r} must be a number of minutes >= 0")
+    if not _number(get("session_gap")) or get("session_gap") <= 0:
+        report("session_gap", f"data.session_gap={get('session_gap')!r} must be a number of hours > 0")
+    _split_problems(get("split"), report)
+    if not _int(get("seed")):
+        report("seed", f"data.seed={get('seed')!r} must be an integer")
+    if not _known_zone(get("timezone")):
+        report("timezone", f"data.timezone={get('timezone')!r} is not a known time zone: use an IANA name such as "
+                           "Europe/Rome, or null for this machine's zone")
+    return [problem for problem in problems.values() if problem]
+
+
+def _required(spec: Any) -> bool:
+    """A data key every config must hold: all but those with a plain default (`timezone`, added later)."""
+    from dataclasses import MISSING as NO_DEFAULT
+
+    return spec.default is NO_DEFAULT or spec.default == REQUIRED
+
+
+def _mask_problems(mask: Any, report: Callable[[str, str], None]) -> None:
+    known = [spec.name for spec in fields(MaskSection)]
+    if not isinstance(mask, Mapping):
+        report("mask", f"data.mask must map {', '.join(known)} to true/false")
+        return
+    for key, value in mask.items():
+        if key not in known:
+            report(f"mask.{key}", f"data.mask.{key} is not a valid key (valid keys: {', '.join(known)})")
+        elif not isinstance(value, bool):
+            report(f"mask.{key}", f"data.mask.{key}={value!r} must be true or false")
+
+
+def _split_problems(split: Any, report: Callable[[str, str], None]) -> None:
+    if not isinstance(split, list) or len(split) != 3 or not all(_number(part) and part >= 0 for part in split):
+        report("split", f"data.split={split!r} must be three fractions [train, val, test] >= 0")
+    elif not math.isclose(sum(split), 1.0, abs_tol=1e-6):
+        report("split", f"data.split={split} sums to {sum(split):g}, must sum to 1")
+    elif split[0] <= 0:
+        report("split", f"data.split={split} leaves train empty")
+
+
+def _known_region(region: str) -> bool:
+    import phonenumbers
+
+    return region.upper() in phonenumbers.SUPPORTED_REGIONS
+
+
+def _known_zone(name: Any) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if name is None:
+        return True
+    try:
+        return isinstance(name, str) and ZoneInfo(name) is not None
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+
+
+def _string_list(value: Any) -> list[str] | None:
+    """A list of strings; a single string counts as a one-element list (`data.me=Léa`)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return list(value)
+    return None
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+SECTION_RULES: dict[str, tuple[Rule, ...]] = {
+    "lora": (
+        ("r", lambda v: _int(v) and v > 0, "a positive integer"),
+        ("alpha", lambda v: _number(v) and v > 0, "a number > 0 (usually 2 x lora.r)"),
+        ("dropout", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ),
+    "quant": (),
+    "model": (),
+    "generation": (
+        ("max_new_tokens", lambda v: _int(v) and v > 0, "a positive integer"),
+        ("temperature", lambda v: _number(v) and v > 0, "a number > 0"),
+        ("top_p", lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+        ("top_k", lambda v: _int(v) and v >= 0, "an integer >= 0 (0: no top-k cut)"),
+        ("repetition_penalty", lambda v: _number(v) and v > 0, "a number > 0 (1: none)"),
+    ),
+}
+
+
+def section_problems(section: str, node: Any, *, label: str | None = None) -> list[str]:
+    """A typed section's problems: unknown keys, wrong types, choices and value ranges (`SECTION_RULES`); keys are
+    named `<label>.<key>` (the section's own name unless the keys were given elsewhere)."""
+    label = label or section
+    problems = _typed_problems(label, SECTIONS[section], node)
+    if problems or not isinstance(node, Mapping):
+        return problems
+    for key, allowed in CHOICES.items():
+        prefix, _, leaf = key.rpartition(".")
+        if prefix == section and leaf in node and node[leaf] not in allowed:
+            problems.append(f"{label}.{leaf}={node[leaf]!r} must be one of {'|'.join(allowed)}")
+    for key, accepted, requirement in SECTION_RULES[section]:
+        if key in node and not accepted(node[key]):
+            problems.append(f"{label}.{key}={node[key]!r} must be {requirement}")
     return problems
 
 
+def sampling_problems(node: Any, label: str) -> list[str]:
+    """The generation validator on the sampling keys `node` gives (evaluate.py's `decoding`; null = the run's)."""
+    given = {key: value for key, value in dict(node).items() if key in SAMPLING_KEYS and value is not None}
+    return section_problems("generation", given, label=label)
+
+
+def _typed_problems(prefix: str, schema: type, node: Any) -> list[str]:
+    """Unknown keys and values of the wrong type, checked against the section's dataclass."""
+    if not isinstance(node, Mapping):
+        return [f"{prefix} must be a mapping"]
+    problems = []
+    known = {spec.name: spec for spec in fields(schema)}
+    typed = OmegaConf.structured(schema)
+    OmegaConf.set_readonly(typed, False)  # a frozen dataclass (RoleTokens) is read-only as a config
+    for key, value in node.items():
+        if key not in known:
+            problems.append(f"{prefix}.{key} is not a valid key (valid keys: {', '.join(sorted(known))})")
+            continue
+        nested = known[key].default_factory
+        if is_dataclass(nested):
+            problems += _typed_problems(f"{prefix}.{key}", nested, value)
+            continue
+        try:
+            OmegaConf.merge(typed, {key: value})
+        except Exception as err:  # omegaconf ValidationError and friends
+            problems.append(f"{prefix}.{key}: {_first_line(err).split(' full_key')[0]}")
+    return problems
+
+
+SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
+SECTION_VALIDATORS: dict[str, Callable[[Any], list[str]]] = {
+    "data": data_problems,
+    **{section: partial(section_problems, section) for section in SECTION_RULES},
+}
 LIST_KEYS = ("data.exports", "data.me", "data.languages")
 
 
@@ -223,14 +304,6 @@ def _listify_single_strings(cfg: DictConfig) -> None:
         node = cfg.get(section)
         if isinstance(node, DictConfig) and isinstance(node.get(leaf), str):
             node[leaf] = [node[leaf]]
-
-
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _devices(value: Any) -> bool:
@@ -243,8 +316,8 @@ def _devices(value: Any) -> bool:
 
 _ABSENT = object()
 
-# (key, accepted?, what is accepted): checked only when the key is present in the composed config.
-VALUE_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+# The run sections (trainer, optimizer, datamodule, callbacks): checked only when the key is in the composed config.
+VALUE_RULES: tuple[Rule, ...] = (
     ("trainer.max_steps", lambda v: _int(v) and (v == -1 or v > 0), "-1 (no limit) or a positive integer"),
     ("trainer.max_epochs", lambda v: v is None or (_int(v) and (v == -1 or v > 0)), "-1 (no limit) or a positive integer"),
     ("trainer.devices", _devices, "a positive integer, -1 (all), auto, or a list of device ids"),
@@ -258,7 +331,6 @@ VALUE_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("optimizer.weight_decay", lambda v: _number(v) and v >= 0, "a number >= 0"),
     ("datamodule.batch_size", lambda v: _int(v) and v > 0, "a positive integer"),
     ("datamodule.eval_batch_size", lambda v: _int(v) and v > 0, "a positive integer"),
-    ("lora.alpha", lambda v: _number(v) and v > 0, "a number > 0 (usually 2 x lora.r)"),
     ("callbacks.model_checkpoint.last_every_n_steps", lambda v: _int(v) and v >= 0, "an integer >= 0 (0: only at the end)"),
     ("callbacks.early_stopping.patience", lambda v: _int(v) and v >= 0, "an integer >= 0"),
     ("callbacks.stop_at.step", lambda v: _int(v) and v > 0, "a positive integer"),
@@ -293,25 +365,6 @@ def _missing_exports(cfg: DictConfig) -> list[str]:
 
     missing = [display_path(p) for p in missing]
     return [f"data.exports: no such file or folder: {', '.join(missing)} (give your chat export files, folders or zips)"]
-
-
-def _check_section(prefix: str, schema: type, node: Any) -> list[str]:
-    if not isinstance(node, (DictConfig, Mapping)):
-        return [f"{prefix} must be a mapping"]
-    problems = []
-    known = {f.name: f for f in fields(schema)}
-    for key in node:
-        if key not in known:
-            problems.append(f"{prefix}.{key} is not a valid key (valid keys: {', '.join(sorted(known))})")
-            continue
-        if isinstance(known[key].default_factory, type) and hasattr(known[key].default_factory, "__dataclass_fields__"):
-            problems += _check_section(f"{prefix}.{key}", known[key].default_factory, node[key])
-            continue
-        try:
-            OmegaConf.merge(OmegaConf.structured(schema), {key: OmegaConf.to_container(node, resolve=True)[key]})
-        except Exception as err:  # omegaconf ValidationError and friends
-            problems.append(f"{prefix}.{key}: {_first_line(err).split(' full_key')[0]}")
-    return problems
 
 
 def check_overrides(config_name: str, argv: Sequence[str]) -> None:

@@ -44,15 +44,21 @@ def test_text_message_time_is_local_naive_in_replica_tz():
         "Luca Rossi", "ciao", "text", "messenger", "Luca Rossi")
 
 
-def test_replica_tz_override_changes_wall_clock(monkeypatch):
+def test_replica_tz_override_changes_wall_clock(monkeypatch, tmp_path):
     monkeypatch.setenv("REPLICA_TZ", "Europe/Rome")
-    assert _one(_msg(0, "ciao")).time == datetime(2023, 5, 1, 12, 0)
+    path = tmp_path / "message_1.json"
+    path.write_text(json.dumps(_part([_msg(0, "ciao")])), encoding="utf-8")
+    assert load_exports([path]).messages[0].time == datetime(2023, 5, 1, 12, 0)
+    # data.timezone wins over the environment variable
+    assert load_exports([path], timezone="America/New_York").messages[0].time == datetime(2023, 5, 1, 6, 0)
 
 
-def test_unknown_replica_tz_is_an_input_error(monkeypatch):
+def test_unknown_replica_tz_is_an_input_error(monkeypatch, tmp_path):
     monkeypatch.setenv("REPLICA_TZ", "Mars/Olympus")
+    path = tmp_path / "message_1.json"
+    path.write_text(json.dumps(_part([_msg(0, "ciao")])), encoding="utf-8")
     with pytest.raises(ReplicaInputError, match="REPLICA_TZ"):
-        _one(_msg(0, "ciao"))
+        load_exports([path])
 
 
 def test_parts_are_merged_deduplicated_and_sorted_oldest_first():

@@ -54,18 +54,18 @@ def test_config_validation_lists_every_problem_in_one_line(tmp_path):
     assert "\n" not in message
     for problem in [
         "data.exports is empty: pass data.exports=[path/to/export, ...]",
-        "data.context_min (6) > data.context_max (5)",
+        "data.context_min=6 is above data.context_max=5",
         "data.split=[0.8, 0.1, 0.2] sums to 1.1, must sum to 1",
         "data.media='blur' must be one of tag|drop",
         "data.session_gap=0 must be a number of hours > 0",
         "data.phone_region='XX'",
-        "unknown key data.mask.phone",
+        "data.mask.phone is not a valid key",
     ]:
         assert problem in message
 
 
 def test_missing_keys_are_named_once(tmp_path):
-    with pytest.raises(ReplicaInputError, match=r"^invalid data config: missing data.me, data.datasets_dir"):
+    with pytest.raises(ReplicaInputError, match=r"^invalid config: missing data.me, data.datasets_dir"):
         parse_data_config({"exports": ["x"]})
 
 

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TextIO
 
-from replica.errors import ReplicaInputError
+from replica.commands.arguments import non_negative_int, positive_float, positive_int, probability
 
 RESET = "/reset"
 QUIT = "/quit"
 REPLY_PREFIX = "replica> "
 USER_PROMPT = "you> "
+FROM_RUN = "(default: the run's generation block)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,11 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"in the chat: {RESET} clears the context, {QUIT} (or Ctrl-D) exits",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder train.py printed (holds adapter/)")
-    parser.add_argument("--context", type=_positive_int, default=8, help="turns of both sides kept as context (default 8)")
-    parser.add_argument("--max-new-tokens", type=_positive_int, default=64, help="reply length limit in tokens (default 64)")
-    parser.add_argument("--temperature", type=_positive_float, default=0.8, help="sampling temperature (default 0.8)")
-    parser.add_argument("--top-p", type=_probability, default=0.95, help="nucleus sampling mass (default 0.95)")
-    parser.add_argument("--greedy", action="store_true", help="always pick the most likely token (no sampling)")
+    parser.add_argument("--context", type=positive_int, default=8, help="turns of both sides kept as context (default 8)")
+    parser.add_argument("--max-new-tokens", type=positive_int, help=f"reply length limit in tokens {FROM_RUN}")
+    parser.add_argument("--temperature", type=positive_float, help=f"sampling temperature {FROM_RUN}")
+    parser.add_argument("--top-p", type=probability, help=f"nucleus sampling mass {FROM_RUN}")
+    parser.add_argument("--top-k", type=non_negative_int, help=f"sample among the k most likely tokens, 0 = all {FROM_RUN}")
+    parser.add_argument("--repetition-penalty", type=positive_float, help=f"penalty for tokens already seen, 1 = none {FROM_RUN}")
+    parser.add_argument(
+        "--greedy", action=argparse.BooleanOptionalAction, default=None,
+        help=f"always pick the most likely token; --no-greedy samples {FROM_RUN}",
+    )
     parser.add_argument("--seed", type=int, help="sampling seed for reproducible replies (default: random)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where to run the model (default: cuda if available)")
     parser.add_argument("--once", metavar="TEXT", help="answer this one message, print the reply line and exit")
@@ -41,11 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
+    from replica.devices import resolve_device
     from replica.model.run_dir import inspect_run
 
     info = inspect_run(args.run_dir)  # fail fast, before torch and the model load
-    device = _device(args.device)
-    session = ChatSession.load(args, device)
+    session = ChatSession.load(args, resolve_device(args.device, option="--device"))
+    print(f"sampling: {session.settings()}", file=sys.stderr)
     if args.once is not None:
         print(session.reply(args.once))
         return 0
@@ -76,20 +83,30 @@ class ChatSession:
 
         from replica.inference.generation import Sampling
         from replica.inference.loading import load_run
+        from replica.settings import GenerationSection
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         with warnings.catch_warnings():  # library deprecation chatter would bury the chat
             warnings.simplefilter("ignore")
             model, formatter, info = load_run(args.run_dir, device=device)
-        sampling = replace(
-            Sampling.from_cfg(info.config.get("generation")),
+        sampling = Sampling.from_block(
+            GenerationSection.of_run(info.config),
             max_new_tokens=args.max_new_tokens,
-            do_sample=not args.greedy,
+            do_sample=None if args.greedy is None else not args.greedy,
             temperature=args.temperature,
             top_p=args.top_p,
+            top_k=args.top_k,
+            repetition_penalty=args.repetition_penalty,
         )
         return cls(model, formatter, sampling, args.context, args.seed)
+
+    def settings(self) -> str:
+        """The sampling in effect (the run's block, with the flags given), as one line."""
+        if not self.sampling.do_sample:
+            return f"greedy, max_new_tokens {self.sampling.max_new_tokens}"
+        keys = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens")
+        return ", ".join(f"{key} {getattr(self.sampling, key)}" for key in keys)
 
     def reply(self, text: str) -> str:
         """Add `text` as their message, generate the replica's answer (on one line), keep both in the context."""
@@ -134,32 +151,3 @@ def _read_line(lines: TextIO, interactive: bool) -> str | None:
     except EOFError:
         print(file=sys.stderr)
         return None
-
-
-def _device(requested: str | None) -> str:
-    import torch
-
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ReplicaInputError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
-    return requested or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
-    return number
-
-
-def _probability(value: str) -> float:
-    number = float(value)
-    if not 0 < number <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return number

@@ -11,14 +11,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import IO, Any
 
+from replica.commands.arguments import positive_int
 from replica.ingest import LoadResult, load_exports
 from replica.ingest.limits import Limits
 from replica.ingest.message import Message
-from replica.ingest.whatsapp import DATE_ORDERS
 from replica.privacy import display_path
+from replica.settings import DATE_ORDERS
 
 LINES_PER_WRITE = 4096
-# A `~` opening a path inside an override value (`data.exports=[~/chats]`), which Hydra's grammar rejects unquoted.
 
 
 def add_commands(subcommands: argparse._SubParsersAction) -> None:
@@ -54,25 +54,20 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "--date-order", choices=DATE_ORDERS, default="auto",
         help="day/month order of WhatsApp dates (default: auto-detect per file)",
     )
+    parser.add_argument(
+        "--timezone", metavar="ZONE",
+        help="IANA time zone of epoch times (Telegram, Messenger), e.g. Europe/Rome, as data.timezone "
+        "(default: $REPLICA_TZ, else this machine's zone)",
+    )
     defaults = Limits.defaults()
     parser.add_argument(
-        "--max-input-mib", type=_positive_int, default=defaults.max_input_mib, metavar="MIB",
+        "--max-input-mib", type=positive_int, default=defaults.max_input_mib, metavar="MIB",
         help="stop if the exports hold more uncompressed MiB than this (default %(default)s, as data.max_input_mib)",
     )
     parser.add_argument(
-        "--max-messages", type=_positive_int, default=defaults.max_messages, metavar="N",
+        "--max-messages", type=positive_int, default=defaults.max_messages, metavar="N",
         help="stop if the exports hold more messages than this (default %(default)s, as data.max_messages)",
     )
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return number
 
 
 # ---- parse -------------------------------------------------------------------------------------------------
@@ -164,7 +159,7 @@ def _day(time: datetime | None) -> str:
 def run_prepare(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    from replica.config import expand_home_in_overrides, check_overrides, compose, validate
+    from replica.config import check_overrides, compose, expand_home_in_overrides, validate
     from replica.errors import ReplicaInputError
     from replica.prepare.pipeline import prepare_dataset
 
@@ -200,7 +195,8 @@ def expand_user_paths(data: dict[str, Any]) -> dict[str, Any]:
 def _load(args: argparse.Namespace) -> LoadResult:
     """Load the exports, reporting files skipped inside folders/zips on stderr."""
     limits = Limits(max_input_mib=args.max_input_mib, max_messages=args.max_messages)
-    loaded = load_exports([os.path.expanduser(path) for path in args.paths], date_order=args.date_order, limits=limits)
+    paths = [os.path.expanduser(path) for path in args.paths]
+    loaded = load_exports(paths, date_order=args.date_order, limits=limits, timezone=args.timezone)
     for name, reason in loaded.skipped:
         print(f"replica: skipped {display_path(name)}: {reason}", file=sys.stderr)
     return loaded

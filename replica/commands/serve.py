@@ -14,12 +14,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from replica.commands.chat import _device, _positive_float, _positive_int, _probability
+from replica.commands.arguments import non_negative_float, port, positive_float, positive_int, probability
 from replica.errors import ReplicaInputError
 
 LOOPBACK_NAMES = ("localhost",)
-DEFAULT_MAX_TOKENS = 64
 WILDCARD_HOSTS = ("0.0.0.0", "::")
+FROM_RUN = "(default: the run's generation block; a merged folder's defaults)"
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long (uvicorn's timeout_keep_alive)
 
 
@@ -30,33 +30,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model_dir", metavar="RUN_DIR|MERGED_DIR", help="a run folder (holds adapter/) or a `replica merge` folder")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; others need --api-key)")
-    parser.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    parser.add_argument("--port", type=port, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--api-key", help="require Authorization: Bearer KEY on every endpoint but /health")
     parser.add_argument(
         "--allowed-host", action="append", default=[], metavar="NAME",
         help="a host name clients may use in the Host header, besides localhost and IP addresses (repeatable)",
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where to run the model (default: cuda if available)")
-    parser.add_argument("--max-batch", type=_positive_int, default=8, help="requests generated together (default 8; 1 = one at a time)")
-    parser.add_argument("--batch-window-ms", type=_non_negative_float, default=20.0, help="how long a batch waits for more requests (default 20)")
-    parser.add_argument("--queue-size", type=_positive_int, default=64, help="requests allowed to wait; more get 503 (default 64)")
-    parser.add_argument("--max-tokens", type=_positive_int, help=f"reply length when a request names none (default {DEFAULT_MAX_TOKENS}, at most the limit)")
-    parser.add_argument("--max-tokens-limit", type=_positive_int, default=512, help="largest max_tokens a request may ask for (default 512)")
-    parser.add_argument("--max-body-kb", type=_positive_int, default=256, help="request body limit in KiB (default 256)")
-    parser.add_argument("--read-timeout", type=_positive_float, default=10.0, help="seconds a client has for its request headers, and again for its body (default 10)")
-    parser.add_argument("--max-connections", type=_positive_int, default=64, help="open connections served at once; more get 503 (default 64)")
-    parser.add_argument("--blind-guesses-per-hour", type=_positive_int, default=60, help="blind-test guesses one browser may add per hour (default 60)")
-    parser.add_argument("--temperature", type=_positive_float, default=0.8, help="default sampling temperature (default 0.8)")
-    parser.add_argument("--top-p", type=_probability, default=0.95, help="default nucleus sampling mass (default 0.95)")
+    parser.add_argument("--max-batch", type=positive_int, default=8, help="requests generated together (default 8; 1 = one at a time)")
+    parser.add_argument("--batch-window-ms", type=non_negative_float, default=20.0, help="how long a batch waits for more requests (default 20)")
+    parser.add_argument("--queue-size", type=positive_int, default=64, help="requests allowed to wait; more get 503 (default 64)")
+    parser.add_argument("--max-tokens", type=positive_int, help=f"reply length when a request names none, at most the limit {FROM_RUN}")
+    parser.add_argument("--max-tokens-limit", type=positive_int, default=512, help="largest max_tokens a request may ask for (default 512)")
+    parser.add_argument("--max-body-kb", type=positive_int, default=256, help="request body limit in KiB (default 256)")
+    parser.add_argument("--read-timeout", type=positive_float, default=10.0, help="seconds a client has for its request headers, and again for its body (default 10)")
+    parser.add_argument("--max-connections", type=positive_int, default=64, help="open connections served at once; more get 503 (default 64)")
+    parser.add_argument("--blind-guesses-per-hour", type=positive_int, default=60, help="blind-test guesses one browser may add per hour (default 60)")
+    parser.add_argument("--temperature", type=positive_float, help=f"sampling temperature when a request names none {FROM_RUN}")
+    parser.add_argument("--top-p", type=probability, help=f"nucleus sampling mass when a request names none {FROM_RUN}")
     return parser
 
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     check_exposure(args.host, args.api_key)
-    if args.max_tokens is None:
-        args.max_tokens = min(DEFAULT_MAX_TOKENS, args.max_tokens_limit)
-    if args.max_tokens > args.max_tokens_limit:
+    if args.max_tokens is not None and args.max_tokens > args.max_tokens_limit:
         raise ReplicaInputError(f"--max-tokens {args.max_tokens} is above --max-tokens-limit {args.max_tokens_limit}")
     from replica.inference.loading import is_merged_dir
     from replica.model.run_dir import inspect_run
@@ -123,28 +121,29 @@ def build_app(args: argparse.Namespace, merged: bool, info):
 
     from transformers.utils import logging as hf_logging
 
-    from replica.inference.generation import Sampling, generate_jobs
+    from replica.devices import resolve_device
+    from replica.inference.generation import generate_jobs
     from replica.inference.loading import load_merged, load_run
     from replica.serve.app import Engine, Limits, create_app
     from replica.serve.batcher import Batcher
     from replica.serve.blind import BlindLimits
+    from replica.settings import GenerationSection
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     logging.getLogger("replica").setLevel(logging.INFO)
-    device = _device(args.device)
+    device = resolve_device(args.device, option="--device")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if merged:
-            model, formatter, meta = load_merged(args.model_dir, device=device)
-            generation = {}
+            model, formatter, recorded = load_merged(args.model_dir, device=device)
         else:
             model, formatter, info = load_run(args.model_dir, device=device)
-            generation = info.config.get("generation")
-    sampling = Sampling.from_cfg(generation)
-    sampling.temperature, sampling.top_p = args.temperature, args.top_p
+            recorded = info.config
+    sampling = served_sampling(GenerationSection.of_run(recorded), args)
     limits = Limits(
-        max_body_bytes=args.max_body_kb * 1024, max_tokens=args.max_tokens_limit, default_max_tokens=args.max_tokens, read_timeout_s=args.read_timeout
+        max_body_bytes=args.max_body_kb * 1024, max_tokens=args.max_tokens_limit,
+        default_max_tokens=min(sampling.max_new_tokens, args.max_tokens_limit), read_timeout_s=args.read_timeout,
     )
     batcher = Batcher(
         partial(generate_jobs, model, formatter),
@@ -157,10 +156,19 @@ def build_app(args: argparse.Namespace, merged: bool, info):
     return create_app(engine, args.api_key, host_policy(args.host, args.allowed_host), blind)
 
 
+def served_sampling(block, args: argparse.Namespace):
+    """What a request that names no setting gets: the recorded block, overridden by the flags given; a block that
+    does not sample answers greedily (temperature 0) unless --temperature is given."""
+    from replica.inference.generation import Sampling
+
+    temperature = args.temperature if args.temperature is not None or block.do_sample else 0.0
+    return Sampling.from_block(block, temperature=temperature, top_p=args.top_p, max_new_tokens=args.max_tokens)
+
+
 def blind_test(info, limits):
     """The blind test over the masked test split of exactly the run's dataset (as evaluate.py reads it);
     unavailable, with the reason, for a merged folder or a dataset that cannot be found or rebuilt."""
-    from replica.evaluation.run import load_split
+    from replica.evaluation.data import load_split
     from replica.prepare.pipeline import run_dataset
     from replica.serve.blind import BlindTest
 
@@ -175,17 +183,3 @@ def blind_test(info, limits):
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 < number < 65536:
-        raise argparse.ArgumentTypeError(f"must be in 1-65535, got {value}")
-    return number
-
-
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return number

@@ -8,18 +8,16 @@ from replica.export.template import ollama_template, turn_layout
 
 
 def chat_defaults() -> dict[str, float | int]:
-    """`replica chat`'s sampling defaults (its command line, then the generation config) as Ollama parameters."""
-    from replica.commands.chat import build_parser
-    from replica.config import GenerationSchema
+    """`replica chat`'s sampling defaults (the generation block's defaults) as Ollama parameters."""
+    from replica.settings import GenerationSection
 
-    chat = build_parser().parse_args(["RUN_DIR"])
-    generation = GenerationSchema()
+    generation = GenerationSection()
     return {
-        "temperature": chat.temperature,
-        "top_p": chat.top_p,
+        "temperature": generation.temperature,
+        "top_p": generation.top_p,
         "top_k": generation.top_k,  # 0: no top-k cut
         "repeat_penalty": generation.repetition_penalty,
-        "num_predict": chat.max_new_tokens,
+        "num_predict": generation.max_new_tokens,
     }
 
 

@@ -8,14 +8,15 @@ job is cancelled (a client that went away); its visible text never holds a role 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
-from replica.config import GenerationSchema
 from replica.inference.stops import StopCheck
 from replica.model.formatting import ChatFormatter
+from replica.settings import GenerationSection
 
 
 @dataclass(slots=True)
@@ -29,12 +30,28 @@ class Reply:
 
 
 @dataclass
-class Sampling(GenerationSchema):
-    """Generation settings (the `generation` config section's keys)."""
+class Sampling:
+    """How one row picks its tokens; the defaults are plain greedy decoding (no sampling, no penalty)."""
+
+    max_new_tokens: int = GenerationSection.max_new_tokens
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int = 0
 
     @classmethod
-    def from_cfg(cls, cfg: Mapping | None) -> "Sampling":
-        return cls(**{k: v for k, v in dict(cfg or {}).items() if k in cls.__dataclass_fields__})
+    def from_block(cls, block: GenerationSection, **given: Any) -> Sampling:
+        """The sampling block's settings, each one overridden by a `given` value that is not None (a flag given)."""
+        settings = {name: getattr(block, name) for name in cls.__dataclass_fields__}
+        settings.update({name: value for name, value in given.items() if value is not None})
+        return cls(**settings)
+
+    @classmethod
+    def for_stop_eval(cls, block: GenerationSection, **given: Any) -> Sampling:
+        """Stop-sequence evaluation's settings: the block's, decoding greedily unless `block.stop_eval` is sample."""
+        return replace(cls.from_block(block, **given), do_sample=block.stop_eval == "sample")
 
 
 @dataclass
@@ -106,8 +123,6 @@ def generate_jobs(model, formatter: ChatFormatter, jobs: Sequence[Job]) -> list[
 
 
 def _with_seed(sampling: Sampling, seed: int) -> Sampling:
-    from dataclasses import replace
-
     return replace(sampling, seed=seed)
 
 

@@ -7,18 +7,20 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from functools import partial
 from operator import attrgetter
 from pathlib import Path, PurePosixPath
 
 from replica.errors import ReplicaInputError
+from replica.settings import DATE_ORDERS
 from replica.ingest.file_names import whatsapp_chat_name
+from replica.ingest.fields import local_zone
 from replica.ingest.limits import Budget, LimitError, Limits
 from replica.ingest.message import Message
 from replica.ingest.signal import looks_like_signal, parse_signal
 from replica.ingest.sources import decode_text, is_zip, iter_files, reason_of
 from replica.ingest.whatsapp import (
-    DATE_ORDERS,
     looks_like_whatsapp,
     parse_whatsapp,
     why_not_whatsapp,
@@ -33,6 +35,14 @@ SUPPORTED = (
 _MAX_SKIPS_LISTED = 5
 
 
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """How exports are read: WhatsApp's day/month order and the zone of epoch times (None: the machine's)."""
+
+    date_order: str
+    zone: tzinfo | None
+
+
 @dataclass
 class LoadResult:
     messages: list[Message] = field(default_factory=list)  # all messages, oldest first (stable sort by time)
@@ -42,24 +52,29 @@ class LoadResult:
 
 
 def load_exports(
-    paths: Sequence[str | Path], *, date_order: str = "auto", limits: Limits | None = None
+    paths: Sequence[str | Path],
+    *,
+    date_order: str = "auto",
+    limits: Limits | None = None,
+    timezone: str | None = None,
 ) -> LoadResult:
     """Parse every export under `paths`; explicit bad files raise, bad files inside folders/zips are skipped.
 
     The run reads at most `limits` (default: conf/data/default.yaml) uncompressed bytes and messages in total.
+    Epoch times (Telegram's date_unixtime, Messenger) are read in `timezone` (data.timezone; see `fields.local_zone`).
     """
     if date_order not in DATE_ORDERS:
         choices = ", ".join(DATE_ORDERS)
         raise ReplicaInputError(f"date_order {date_order!r} is not one of {choices}; fix `date_order`")
     with _collector_paused():
-        result = _read_all(paths, date_order, Budget(limits or Limits.defaults()))
+        result = _read_all(paths, Reading(date_order, local_zone(timezone)), Budget(limits or Limits.defaults()))
     if not result.messages:
         raise ReplicaInputError(_nothing_found(paths, result))
     result.messages.sort(key=attrgetter("time"))
     return result
 
 
-def _read_all(paths: Sequence[str | Path], date_order: str, budget: Budget) -> LoadResult:
+def _read_all(paths: Sequence[str | Path], reading: Reading, budget: Budget) -> LoadResult:
     """Every message of every export under `paths`, unsorted (Messenger threads merged once all parts are read)."""
     result = LoadResult()
     threads: dict[str, list[tuple[str, dict, bool]]] = {}
@@ -71,7 +86,7 @@ def _read_all(paths: Sequence[str | Path], date_order: str, budget: Budget) -> L
         for name, data in iter_files(path, result.skipped, budget):
             before = len(result.messages)
             try:
-                part = _load_one(name, data, date_order, result, budget)
+                part = _load_one(name, data, reading, result, budget)
             except LimitError:
                 raise
             except ReplicaInputError as err:
@@ -85,7 +100,7 @@ def _read_all(paths: Sequence[str | Path], date_order: str, budget: Budget) -> L
             else:
                 budget.add_messages(len(result.messages) - before, name)
     for parts in threads.values():
-        _load_thread(parts, result)
+        _load_thread(parts, result, reading.zone)
     return result
 
 
@@ -102,7 +117,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load_one(name: str, data: bytes, date_order: str, result: LoadResult, budget: Budget) -> dict | None:
+def _load_one(name: str, data: bytes, reading: Reading, result: LoadResult, budget: Budget) -> dict | None:
     """Parse one file into `result`; a Messenger part is returned instead, to be merged with its thread."""
     if not data or data.isspace():
         raise ReplicaInputError("empty file; export the chat again", path=name)
@@ -119,7 +134,7 @@ def _load_one(name: str, data: bytes, date_order: str, result: LoadResult, budge
         budget.check_json_size(text, name)
         obj = _json(text, name)
         if looks_like_telegram(obj):
-            _add(result, name, *parse_telegram(obj, source=name))
+            _add(result, name, *parse_telegram(obj, source=name, zone=reading.zone))
         elif looks_like_messenger(obj):
             return obj
         elif looks_like_discord(obj):
@@ -129,7 +144,7 @@ def _load_one(name: str, data: bytes, date_order: str, result: LoadResult, budge
     elif looks_like_signal(text, name):
         _add(result, name, *budget.parse_text(text, name, partial(parse_signal, source=name), lambda r: len(r[0])))
     elif looks_like_whatsapp(text):
-        parse = partial(parse_whatsapp, source=name, chat=whatsapp_chat_name(name), date_order=date_order)
+        parse = partial(parse_whatsapp, source=name, chat=whatsapp_chat_name(name), date_order=reading.date_order)
         _add(result, name, budget.parse_text(text, name, parse, len))
     elif head.startswith(("<!doctype html", "<html")):
         raise ReplicaInputError(
@@ -150,13 +165,13 @@ def _add(result: LoadResult, name: str, messages: list[Message], owners: Iterabl
     result.files.append(name)
 
 
-def _load_thread(parts: list[tuple[str, dict, bool]], result: LoadResult) -> None:
+def _load_thread(parts: list[tuple[str, dict, bool]], result: LoadResult, zone: tzinfo | None) -> None:
     """Merge one Messenger thread's parts; a broken thread found in a folder/zip is skipped."""
     from replica.ingest.messenger import parse_messenger
 
     names = [name for name, _, _ in parts]
     try:
-        messages = parse_messenger([part for _, part, _ in parts], source=names[0])
+        messages = parse_messenger([part for _, part, _ in parts], source=names[0], zone=zone)
     except ReplicaInputError as err:
         if any(explicit for _, _, explicit in parts):
             raise

@@ -1,8 +1,9 @@
 """Reading the fields of a JSON export: each value type-checked, or coerced to text where that is the sensible
 reading (a number as a name), and epoch times turned into naive local time.
 
-Times: an epoch is converted with `datetime.fromtimestamp`, in the machine's time zone, or in the IANA zone named
-by the `REPLICA_TZ` environment variable (e.g. `REPLICA_TZ=Europe/Rome`).
+Times: an epoch is converted with `datetime.fromtimestamp` in the IANA zone of `data.timezone` (`--timezone` for
+`replica parse/senders`); without one, in the zone named by the `REPLICA_TZ` environment variable, else in the
+machine's own zone.
 """
 
 from __future__ import annotations
@@ -90,13 +91,14 @@ def from_epoch(seconds: float, zone: tzinfo | None) -> datetime | None:
         return None
 
 
-def local_zone() -> tzinfo | None:
-    """The zone named by REPLICA_TZ, or None for the machine's own."""
-    name = os.environ.get(TZ_ENV)
+def local_zone(name: str | None = None) -> tzinfo | None:
+    """The zone called `name` (data.timezone), else the one REPLICA_TZ names, else None for the machine's own."""
+    setting = "data.timezone" if name else TZ_ENV
+    name = name or os.environ.get(TZ_ENV)
     if not name:
         return None
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as err:
-        message = f"{TZ_ENV}={name!r} is not a known time zone; use an IANA name such as Europe/Rome"
+        message = f"{setting}={name!r} is not a known time zone; use an IANA name such as Europe/Rome"
         raise ReplicaInputError(message) from err

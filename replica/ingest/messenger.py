@@ -1,6 +1,6 @@
 """Facebook Messenger / Instagram `message_N.json` parts of one thread -> Message list.
 
-Times: `timestamp_ms` becomes naive local time, in the machine's zone or in `REPLICA_TZ` (see `fields`).
+Times: `timestamp_ms` becomes naive local time in the zone the loader passes (`data.timezone`, see `fields`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from replica.errors import ReplicaInputError
-from replica.ingest.fields import Place, epoch_number, from_epoch, local_zone, text_field, type_name
+from replica.ingest.fields import Place, epoch_number, from_epoch, text_field, type_name
 from replica.ingest.message import Message
 
 UNKNOWN_SENDER = "Facebook User"
@@ -119,9 +119,8 @@ def _text(value: Any, key: str, place: Place) -> str | None:
     return repair_mojibake(text) if text else text
 
 
-def parse_messenger(parts: list[dict], *, source: str) -> list[Message]:
+def parse_messenger(parts: list[dict], *, source: str, zone: tzinfo | None = None) -> list[Message]:
     """Merge the parts of one thread, drop duplicates, and return its messages oldest first."""
-    zone = local_zone()
     chat = _chat_name(parts, source)
     seen: set[tuple] = set()
     timed: list[tuple[float, Message]] = []

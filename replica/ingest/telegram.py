@@ -7,7 +7,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from replica.errors import ReplicaInputError
-from replica.ingest.fields import Place, epoch_number, from_epoch, local_zone, text_field, type_name, valid_text
+from replica.ingest.fields import Place, epoch_number, from_epoch, text_field, type_name, valid_text
 from replica.ingest.message import Message
 
 DELETED_ACCOUNT = "Deleted Account"
@@ -57,10 +57,9 @@ def _telegram_messages(messages: list) -> bool:
     )
 
 
-def parse_telegram(obj: dict, *, source: str) -> tuple[list[Message], set[str]]:
+def parse_telegram(obj: dict, *, source: str, zone: tzinfo | None = None) -> tuple[list[Message], set[str]]:
     """Messages of every chat in the export (file order) and the owner names it declares."""
     owner_id, owners = _owner(obj.get("personal_information"), Place(source, "personal_information", _FIX))
-    zone = local_zone()
     messages: list[Message] = []
     for chat_place, chat in _chats(obj, source):
         chat_name = _chat_name(chat)

@@ -23,8 +23,8 @@ from operator import itemgetter
 from replica.errors import ReplicaInputError
 from replica.ingest.message import Message
 from replica.ingest.whatsapp_locales import load_tables
+from replica.settings import DATE_ORDERS
 
-DATE_ORDERS = ("auto", "dmy", "mdy", "ymd")
 HOW_TO_EXPORT = 'export it from WhatsApp with "Chat > More > Export chat > Without media"'
 
 _MARKS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e"

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from replica.errors import ReplicaInputError
+from replica.settings import RoleTokens  # the `model.role_tokens` section, defined once
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RoleTokens:
-    """Strings of the role markers, the end-of-turn marker and the padding token."""
-
-    me: str = "<|me|>"
-    them: str = "<|them|>"
-    eot: str = "<|eot|>"
-    pad: str = "<|pad|>"
 
 
 def add_role_tokens(tokenizer, tokens: RoleTokens, *, need_roles: bool) -> list[str]:

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from replica.ingest.message import Message
+from replica.settings import MEDIA_MODES
 
-MEDIA_MODES = ("tag", "drop")
 
 
 def media_tag(media: str | None) -> str:

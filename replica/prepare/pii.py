@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from replica.config import MaskSchema as MaskOptions  # one definition of the mask switches
 from replica.prepare import pii_patterns as patterns
 from replica.prepare.names import NameIndex, fold
 from replica.prepare.pii_patterns import iban_is_valid, luhn_is_valid
+from replica.settings import MaskSection as MaskOptions  # one definition of the mask switches
 
 __all__ = ["MaskOptions", "PiiMasker", "PrivateValues", "iban_is_valid", "luhn_is_valid", "pii_values", "regions_seen"]
 

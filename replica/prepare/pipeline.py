@@ -171,7 +171,7 @@ def private_values(data_cfg: Mapping | DictConfig) -> PrivateValues:
 
 
 def _load(cfg: DataConfig, log: Callable[[str], None]) -> LoadResult:
-    loaded = load_exports(cfg.exports, date_order=cfg.date_order, limits=cfg.limits)
+    loaded = load_exports(cfg.exports, date_order=cfg.date_order, limits=cfg.limits, timezone=cfg.timezone)
     for path, reason in loaded.skipped:
         log(f"skipped {display_path(path)}: {reason}")
     if not loaded.messages:

@@ -1,0 +1,30 @@
+"""Argument types shared by the `replica` subcommands: each rejects a bad value with one line naming the rule."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def _number(convert: Callable[[str], float], accepted: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+    """An argparse type: `convert` the text (int or float), then keep it only when `accepted` (else say `rule`)."""
+    kind = "a whole number" if convert is int else "a number"
+
+    def parse(value: str) -> float:
+        try:
+            number = convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {value!r}") from None
+        if not accepted(number):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {value}")
+        return number
+
+    return parse
+
+
+positive_int = _number(int, lambda n: n >= 1, "at least 1")
+non_negative_int = _number(int, lambda n: n >= 0, "at least 0")
+positive_float = _number(float, lambda n: n > 0, "above 0")
+non_negative_float = _number(float, lambda n: n >= 0, "at least 0")
+probability = _number(float, lambda n: 0 < n <= 1, "in (0, 1]")
+port = _number(int, lambda n: 0 < n < 65536, "in 1-65535")
