@@ -79,7 +79,26 @@ def load_base_model(path: str, model_cfg: Mapping, quant_cfg: Mapping, device: t
     quant = quantization_config(quant_cfg)
     if quant is not None:
         kwargs["quantization_config"] = quant
-    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    release_checkpoint_mapping(model)
+    return model
+
+
+def release_checkpoint_mapping(model) -> int:
+    """Give CPU weights that still point into the memory-mapped checkpoint their own memory.
+
+    transformers keeps the tensors it did not quantize (embeddings, norms, a 16-bit model's weights) as views of the
+    mmap-ed safetensors file, and one view keeps the whole file resident: SmolLM2's 513 MB fp32 checkpoint stayed in
+    RSS for the whole run although its 4-bit layers no longer need it. Returns the number of tensors copied.
+    """
+    from bitsandbytes.nn import Params4bit
+
+    copied = 0
+    for tensor in [*model.parameters(), *model.buffers()]:  # each tied weight once
+        if tensor.device.type == "cpu" and not isinstance(tensor, Params4bit):
+            tensor.data = tensor.data.clone()
+            copied += 1
+    return copied
 
 
 def disable_cpu_inference_repacking(model) -> int:
