@@ -27,7 +27,8 @@ def test_generation_benchmark_prints_json_last():
     assert result["batched_s"] > 0 and result["one_by_one_s"] > 0
     assert result["speedup"] == pytest.approx(result["one_by_one_s"] / result["batched_s"], rel=0.02)
     assert isinstance(result["target"]["speedup>=3"], bool)
-    assert 0 < result["one_by_one_tokens"] <= 8 * 8
+    assert result["same_replies"] == 1.0  # the README's "same replies": batching changes no greedy reply
+    assert result["batched_tokens"] == result["one_by_one_tokens"] and 0 < result["one_by_one_tokens"] <= 8 * 8
     assert "speedup" in done.stdout.splitlines()[-2]
 
 

@@ -9,6 +9,8 @@ import torch
 
 from tests.helpers import train_tiny
 
+pytestmark = pytest.mark.slow  # every test here shares one real training run
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
