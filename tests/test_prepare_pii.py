@@ -85,12 +85,13 @@ def test_contact_names_whole_words_case_insensitive_stable_across_messages():
 
 def test_first_name_shared_by_two_contacts_gets_its_own_placeholder():
     masker = PiiMasker(["Luca Ferri", "Luca Bianchi"])
-    assert masker.mask("Luca Bianchi, Luca, Luca Ferri") == "<NAME_1>, <NAME_2>, <NAME_3>"
+    # contacts are numbered in the order given (Ferri first); the shared "Luca" comes after them
+    assert masker.mask("Luca Bianchi, Luca, Luca Ferri") == "<NAME_2>, <NAME_3>, <NAME_1>"
 
 
 def test_name_tokens_shared_with_the_user_are_not_masked():
     masker = PiiMasker(["Marco Rossi", "Giulia Neri"], own_names=["Marco Bianchi"])
-    assert masker.mask("Marco e Giulia da Marco Rossi") == "Marco e <NAME_1> da Marco <NAME_2>"
+    assert masker.mask("Marco e Giulia da Marco Rossi") == "Marco e <NAME_2> da Marco <NAME_1>"
 
 
 def test_options_disable_kinds():

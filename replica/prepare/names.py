@@ -97,6 +97,12 @@ class NameIndex:
     def surfaces(self) -> set[str]:
         return set(self.people)
 
+    def people_in_order(self, contact_names: Iterable[str]) -> list[str]:
+        """The person keys of `contact_names` that have a token here, once each, in the names' order."""
+        indexed = set().union(*self.people.values()) if self.people else set()
+        keys = (" ".join(name_tokens(name)) for name in contact_names)
+        return [key for key in dict.fromkeys(keys) if key in indexed]
+
     def find(self, text: str, languages: Iterable[str] = ()) -> list[NameHit]:
         """Where contact names are written in `text`; adjacent tokens of one person form one hit."""
         quick = text.lower() if text.isascii() else fold(text)

@@ -53,7 +53,10 @@ def regions_seen(texts: Iterable[str]) -> list[str]:
 
 
 class PiiMasker:
-    """Replace personal data in texts by `<KIND_n>` placeholders, numbered in order of first appearance."""
+    """Replace personal data in texts by `<KIND_n>` placeholders whose numbers come from the data, not from the order
+    of `mask` calls: contacts are `<NAME_n>` in the order they are given (most active first), and every other value
+    is numbered in order of first appearance in `texts` (the dataset's messages in order). Values met only later
+    (e.g. in a chat title) are numbered after those, as they come."""
 
     def __init__(
         self,
@@ -63,6 +66,7 @@ class PiiMasker:
         region: str = "IT",
         regions: Iterable[str] = (),
         options: MaskOptions = MaskOptions(),
+        texts: Iterable[tuple[str, str | None]] = (),
     ) -> None:
         self.regions = list(dict.fromkeys([region.upper(), *regions]))
         self.options = options
@@ -70,7 +74,8 @@ class PiiMasker:
         self._counts: dict[str, int] = {}
         self._found: set[str] = set()
         self._cache: dict[tuple[str, str | None], str] = {}
-        self.names = NameIndex(contact_names if options.names else (), own_names)
+        contacts = list(contact_names) if options.names else []
+        self.names = NameIndex(contacts, own_names)
         self._steps: list[Callable[[str, tuple[str, ...], Emit], str]] = [
             step
             for enabled, step in (
@@ -84,6 +89,10 @@ class PiiMasker:
             )
             if enabled
         ]
+        for person in self.names.people_in_order(contacts):
+            self._number("NAME", person)
+        for text, language in texts:
+            self.mask(text, language)
 
     def mask(self, text: str, language: str | None = None) -> str:
         """`text` with every personal value replaced; `language` (the chat's) decides which names are words."""
@@ -120,10 +129,11 @@ class PiiMasker:
     def placeholder(self, kind: str, key: str, raw: str) -> str:
         """The placeholder of a value (a new one, numbered per kind, the first time)."""
         self._found.add(raw)
-        placeholder = self.placeholders.get((kind, key))
-        if placeholder is None:
-            self._counts[kind] = self._counts.get(kind, 0) + 1
-            placeholder = self.placeholders[(kind, key)] = f"<{kind}_{self._counts[kind]}>"
+        return self.placeholders.get((kind, key)) or self._number(kind, key)
+
+    def _number(self, kind: str, key: str) -> str:
+        self._counts[kind] = self._counts.get(kind, 0) + 1
+        placeholder = self.placeholders[(kind, key)] = f"<{kind}_{self._counts[kind]}>"
         return placeholder
 
     @staticmethod
@@ -277,7 +287,6 @@ def pii_values(
         region=region,
         regions=regions_seen([*(text for text, _ in pairs), *contacts]),
         options=options,
+        texts=pairs,
     )
-    for text, language in pairs:
-        masker.mask(text, language)
     return PrivateValues(masker, frozenset(language for _, language in pairs if language))

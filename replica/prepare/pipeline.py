@@ -58,6 +58,7 @@ def build_dataset(loaded: LoadResult, cfg: DataConfig) -> Dataset:
         region=cfg.phone_region,
         regions=regions_seen([*(message.text for message in kept), *contacts]),
         options=cfg.mask,
+        texts=[(message.text, chat_languages.get(chat_key(message))) for message in kept],  # numbered in data order
     )
     masked = [
         replace(message, text=masker.mask(message.text, chat_languages.get(chat_key(message)))) for message in kept
