@@ -127,3 +127,59 @@ def test_typo_in_a_group_option_names_the_available_options():
     message = str(caught.value)
     assert "deepsek7b" in message and "\n" not in message
     assert "deepseek7b" in message, f"the fix (the valid options) should be in the message: {message}"
+
+
+# ---- one validator per section: every entry point gives the same answer ----------------------------------------
+CONTEXT_MIN_ZERO = "data.context_min=0 must be an integer >= 1"
+
+
+def test_context_min_zero_gets_one_answer_from_train_and_prepare(tmp_path):
+    from replica.prepare.config import parse_data_config
+    from tests.helpers import assert_one_line_error, paths, run_train
+    from tests.serve_helpers import replica_cli
+
+    assert CONTEXT_MIN_ZERO in problems_of(["data.context_min=0"])
+    trained = run_train(["data.context_min=0", *paths(tmp_path)], tmp_path)
+    assert_one_line_error(trained, "train.py: error: invalid config", CONTEXT_MIN_ZERO)
+    prepared = replica_cli("prepare", "data.context_min=0", *paths(tmp_path))
+    assert_one_line_error(prepared, "replica: error: invalid config", CONTEXT_MIN_ZERO)
+    data = compose("train", ["data.context_min=0"], output_dir=".").data
+    with pytest.raises(ReplicaInputError, match=CONTEXT_MIN_ZERO):
+        parse_data_config(data)  # what the data module and a run's dataset rebuild call
+
+
+def test_generation_block_is_typed_and_checked():
+    cfg = compose("train", [], output_dir=".")
+    assert (cfg.generation.temperature, cfg.generation.top_p, cfg.generation.stop_eval) == (0.8, 0.95, "greedy")
+    assert cfg.generation.seed == cfg.seed  # the run's seed
+    with pytest.raises(ReplicaInputError, match="generation.temperature"):
+        compose("train", ["generation.temperature=hot"], output_dir=".")
+    message = problems_of(["generation.top_p=1.5", "generation.stop_eval=beam", "generation.max_new_tokens=0"])
+    for problem in ("generation.top_p=1.5 must be a number in (0, 1]", "generation.stop_eval='beam' must be one of greedy|sample",
+                    "generation.max_new_tokens=0"):
+        assert problem in message
+
+
+@pytest.mark.parametrize(("stop_eval", "sampled"), [("greedy", False), ("sample", True)])
+def test_stop_sequence_eval_decodes_as_the_block_says(stop_eval, sampled):
+    from hydra.utils import instantiate
+
+    cfg = compose("train", [f"generation.stop_eval={stop_eval}", "generation.temperature=0.6"], output_dir=".")
+    callback = instantiate(cfg.callbacks.stop_sequence_eval, formatter=None, examples=[])  # as the run builds it
+    assert callback.sampling.do_sample is sampled and callback.sampling.temperature == 0.6
+    assert callback.sampling.max_new_tokens == cfg.generation.max_new_tokens
+
+
+def test_evaluate_decoding_left_null_takes_the_runs_block():
+    from replica.settings import GenerationSection
+
+    decoding = compose("evaluate", ["run_dir=x", "decoding.top_p=0.5"], output_dir=".").decoding
+    run_config = {"generation": {"temperature": 0.3, "top_p": 0.9, "max_new_tokens": 20, "stop_eval": "greedy"}}
+    effective = GenerationSection.of_run(run_config).under(decoding)
+    assert (effective["temperature"], effective["top_p"], effective["max_new_tokens"]) == (0.3, 0.5, 20)
+    assert effective["samples"] == decoding.samples
+
+
+def test_data_timezone_must_be_a_known_zone():
+    assert "data.timezone='Mars/Olympus' is not a known time zone" in problems_of(["data.timezone=Mars/Olympus"])
+    validate(compose("train", ["data.timezone=Europe/Rome"], output_dir="."))

@@ -133,3 +133,42 @@ def test_load_exports_reads_result_json_and_returns_owner(tmp_path):
     assert [m.text for m in result.messages] == ["prima", "dopo"]
     assert result.owners == {"Marco"}
     assert result.files == [str(path)] and result.skipped == []
+
+
+# ---- data.timezone: epoch times are read in the configured zone ------------------------------------------------
+EPOCH_ONLY = {"chats": {"list": [_chat([
+    {"id": 1, "type": "message", "date_unixtime": "1682935200", "from": "Luca", "from_id": "user7", "text": "ciao"},
+])]}}  # 2023-05-01 10:00 UTC, and no `date` wall clock
+
+
+@pytest.mark.parametrize(("zone", "wall_clock"), [("UTC", datetime(2023, 5, 1, 10, 0)),
+                                                   ("Asia/Tokyo", datetime(2023, 5, 1, 19, 0)),
+                                                   ("America/New_York", datetime(2023, 5, 1, 6, 0))])
+def test_data_timezone_sets_the_wall_clock_of_epoch_times(tmp_path, monkeypatch, zone, wall_clock):
+    monkeypatch.setenv("REPLICA_TZ", "Europe/Rome")  # the fallback: data.timezone wins over it
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(EPOCH_ONLY), encoding="utf-8")
+    assert load_exports([path], timezone=zone).messages[0].time == wall_clock
+
+
+def test_data_timezone_reaches_the_reader_through_the_data_config(tmp_path):
+    from replica.prepare.config import parse_data_config
+    from replica.prepare.pipeline import _load
+    from tests.test_prepare_pipeline import data_cfg
+
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(EPOCH_ONLY), encoding="utf-8")
+    cfg = parse_data_config(data_cfg(tmp_path, exports=[str(path)], me=["Marco"], timezone="Asia/Tokyo"))
+    assert _load(cfg, lambda line: None).messages[0].time == datetime(2023, 5, 1, 19, 0)
+
+
+def test_replica_parse_timezone_flag(tmp_path):
+    from tests.serve_helpers import replica_cli
+
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(EPOCH_ONLY), encoding="utf-8")
+    tokyo = replica_cli("parse", str(path), "--timezone", "Asia/Tokyo")
+    assert tokyo.returncode == 0, tokyo.stderr
+    assert json.loads(tokyo.stdout)["time"].startswith("2023-05-01T19:00")
+    unknown = replica_cli("parse", str(path), "--timezone", "Mars/Olympus")
+    assert unknown.returncode == 2 and "data.timezone='Mars/Olympus' is not a known time zone" in unknown.stderr

@@ -178,3 +178,16 @@ def test_adversarial_64kb_messages_are_masked(kind):
         assert masked == "<URL_1>"  # the URL opened more brackets than it closes: they are its own
     else:
         assert masked == text  # nothing valid in there
+
+
+def test_numbering_comes_from_the_data_not_from_the_order_of_calls():
+    texts = [("scrivi a luca@example.com o al 333 123 4567", None), ("Giulia ha detto anna@example.com", None)]
+    contacts = ["Luca Ferri", "Giulia Neri"]  # ranked: most active first
+    first, second = PiiMasker(contacts, texts=texts), PiiMasker(contacts, texts=texts)
+    forward = [first.mask(text) for text, _ in texts]
+    backward = [second.mask(text) for text, _ in reversed(texts)][::-1]
+    assert forward == backward
+    assert forward[1] == "<NAME_2> ha detto <EMAIL_2>"  # Giulia is the second contact, her address the second seen
+    # contacts keep their rank's number whichever is written first
+    masker = PiiMasker(contacts)
+    assert masker.mask("Giulia") == "<NAME_2>" and masker.mask("Luca") == "<NAME_1>"
