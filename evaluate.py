@@ -26,7 +26,7 @@ def _fail(err: ReplicaInputError) -> None:
 
 def _print_summary(metrics: dict[str, Any]) -> None:
     from replica.evaluation.report import format_value
-    from replica.evaluation.run import EVAL_DIR, HEADLINE
+    from replica.evaluation.outputs import EVAL_DIR, HEADLINE
 
     for key in HEADLINE:
         base, tuned = metrics["baseline"].get(key), metrics["finetuned"].get(key)
@@ -48,7 +48,7 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     mask_shown_paths()  # export names in errors and logs lose their contacts' names and numbers
     try:
-        from replica.evaluation.run import precheck
+        from replica.evaluation.checks import precheck
 
         precheck(sys.argv[1:])
     except ReplicaInputError as err:

@@ -27,7 +27,7 @@ WARMUP_PROMPTS = 4
 
 def val_contexts(run_dir: Path, count: int) -> list[list[dict]]:
     """`count` contexts of the run's val split, cycling through it when it is shorter."""
-    from replica.evaluation.run import load_split
+    from replica.evaluation.data import load_split
     from replica.prepare.pipeline import run_dataset
 
     rows = load_split(run_dataset(run_dir).dir, "val")

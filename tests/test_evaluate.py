@@ -11,15 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from replica.evaluation.run import (
-    STAGING_PREFIX,
-    json_safe,
-    leak_secrets,
-    load_split,
-    sample_examples,
-    staged_dir,
-    user_and_other_texts,
-)
+from replica.atomic import STAGING_MARK, replace_dir
+from replica.evaluation.data import leak_secrets, load_split, sample_examples, user_and_other_texts
+from replica.evaluation.outputs import json_safe
 from replica.errors import ReplicaInputError
 from tests.helpers import assert_one_line_error, train_tiny
 
@@ -115,7 +109,7 @@ def test_cli_writes_report_plots_samples_and_probes(evaluated):
 def test_cli_leaves_no_clutter(evaluated):
     run_dir, _, before = evaluated
     assert {path.name for path in run_dir.iterdir()} == before | {"eval"}
-    assert not list(run_dir.glob(f"{STAGING_PREFIX}*"))
+    assert not list(run_dir.glob(f".eval{STAGING_MARK}*"))
     assert not list((run_dir / "eval").glob("*.log"))
 
 
@@ -130,7 +124,7 @@ def test_baseline_and_finetuned_really_differ(evaluated):
 
 @pytest.mark.slow
 def test_adapter_is_enabled_again_after_the_baseline_pass(run_dir):
-    from replica.evaluation.run import model_side, reply_nll
+    from replica.evaluation.sides import example_nll, model_side
     from replica.inference.generation import Sampling, generate_replies
     from replica.inference.loading import load_run
 
@@ -141,7 +135,7 @@ def test_adapter_is_enabled_again_after_the_baseline_pass(run_dir):
 
     def snapshot():
         replies = generate_replies(model, formatter, contexts, sampling, batch_size=8)
-        return [reply.token_ids for reply in replies], sum(reply_nll(model, formatter, examples, 8)[0])
+        return [reply.token_ids for reply in replies], sum(example_nll(model, formatter, examples, 8)[0])
 
     before = snapshot()
     with model_side(model, "baseline"):
@@ -205,20 +199,20 @@ def test_failed_evaluation_keeps_the_previous_report(evaluated):
     finally:
         aside.rename(test_split)
     assert (run_dir / "eval" / "metrics.json").read_bytes() == previous
-    assert not list(run_dir.glob(f"{STAGING_PREFIX}*"))
+    assert not list(run_dir.glob(f".eval{STAGING_MARK}*"))
 
 
 # ---- pieces of the pipeline -------------------------------------------------------------------------------
-def test_staged_dir_replaces_only_on_success(tmp_path):
+def test_replace_dir_replaces_only_on_success(tmp_path):
     final = tmp_path / "eval"
-    with staged_dir(final) as out:
+    with replace_dir(final) as out:
         (out / "metrics.json").write_text("first")
     with pytest.raises(RuntimeError):
-        with staged_dir(final) as out:
+        with replace_dir(final) as out:
             (out / "metrics.json").write_text("half")
             raise RuntimeError("crash while writing")
     assert (final / "metrics.json").read_text() == "first"
-    with staged_dir(final) as out:
+    with replace_dir(final) as out:
         (out / "report.md").write_text("second")
     assert sorted(path.name for path in final.iterdir()) == ["report.md"]
     assert [path.name for path in tmp_path.iterdir()] == ["eval"]

@@ -1,4 +1,4 @@
-"""Evaluation report: report.md (comparison table + how to read each metric) and PNG plots, written atomically.
+"""Evaluation report: report.md (comparison table, how to read each metric, probes, blind test) and PNG plots.
 
 `metrics` is {"baseline": {...}, "finetuned": {...}, "meta": {...}} with an optional "real": {...} holding the
 same measures on the real held-out replies (distinct-n, looping rate, ...). Nested dicts are flattened to dotted
@@ -17,6 +17,7 @@ from typing import Any
 
 from replica.atomic import atomic_open, write_text
 from replica.errors import ReplicaInputError
+from replica.evaluation.human import human_markdown
 
 LENGTH_PLOT_BINS = 30
 LENGTH_PLOT_PERCENTILE = 99  # longer replies are drawn in the last bin so one rambling reply can't squash the rest
@@ -436,6 +437,29 @@ def plot_loss(loss_csv: Path, path: Path) -> bool:
     return True
 
 
+def _cell(text: str) -> str:
+    """One markdown table cell: a single line, pipes and angle brackets escaped (`<NAME_1>` stays visible)."""
+    text = " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    return text or "*(empty)*"
+
+
+def probes_markdown(probes: Sequence[dict], decoding: Mapping) -> str:
+    """The report's probes section: each out-of-domain message with the sampled replies of both sides."""
+    lines = [
+        "",
+        "## Out-of-domain probes",
+        "",
+        f"Messages unlike the chats, answered {decoding['samples']} times by each side (sampling as `replica chat` "
+        f"does: temperature {decoding['temperature']}, top-p {decoding['top_p']}). "
+        "The fine-tuned side should answer in the user's voice, not as an assistant.",
+    ]
+    for probe in probes:
+        lines += ["", f"**{_cell(probe['prompt'])}**", "", "| # | baseline | fine-tuned |", "|---|---|---|"]
+        for number, (base, tuned) in enumerate(zip(probe["baseline"], probe["finetuned"]), start=1):
+            lines.append(f"| {number} | {_cell(base)} | {_cell(tuned)} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(
     metrics: Mapping[str, Any],
     out_dir: str | Path,
@@ -443,11 +467,13 @@ def write_report(
     *,
     loss_csv: Path | None = None,
     replies: Mapping[str, Sequence[str]] | None = None,
+    probes: Sequence[dict] | None = None,
 ) -> list[Path]:
     """Write report.md, metrics.png, lengths.png (when `replies` given) and loss.png (when `loss_csv` given).
 
     `replies` maps a series name ("real", "baseline", "fine-tuned") to its reply texts; only their lengths are
-    plotted. Returns the written paths, report.md last.
+    plotted. `probes` (answers of both sides, sampled as `metrics["meta"]["decoding"]` says) and the blind test
+    (`metrics["human"]`) get their own sections. Returns the written paths, report.md last.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -458,6 +484,11 @@ def write_report(
         plots.append(out_dir / "lengths.png")
     if loss_csv is not None and plot_loss(Path(loss_csv), out_dir / "loss.png"):
         plots.append(out_dir / "loss.png")
+    text = _markdown(metrics, reference, plots)
+    if probes:
+        text += probes_markdown(probes, metrics["meta"]["decoding"])
+    if "human" in metrics:
+        text += human_markdown(metrics["human"])
     report = out_dir / "report.md"
-    write_text(report, _markdown(metrics, reference, plots))
+    write_text(report, text)
     return plots + [report]

@@ -1,4 +1,5 @@
-"""Every metric of one side (or of the real replies) as a bootstrap `Statistic` over the held-out examples.
+"""Every metric of one side (or of the real replies) as a bootstrap `Statistic` over the held-out examples, and the
+metrics of both sides with their intervals and paired differences.
 
 A side's replies are, per example, one greedy reply (optional) and `samples` sampled ones, generated as
 `replica chat` does. Reference-overlap metrics are computed on both; style, diversity, discrimination, copying,
@@ -143,3 +144,46 @@ def real_statistics(reference) -> dict[str, Statistic]:
         "repeated_3gram_rate": weighted_mean([float(loops(target)) for target in reference.targets]),
         **copy_statistics(targets, reference.memorization),
     }
+
+
+def summarize(statistics: Mapping[str, Statistic], n_examples: int, weights) -> dict[str, Any]:
+    """Point estimate of every statistic plus its 95% bootstrap interval under `ci`."""
+    from replica.evaluation.intervals import confidence_interval, point_estimate
+
+    values: dict[str, Any] = {name: point_estimate(statistic, n_examples) for name, statistic in statistics.items()}
+    values["ci"] = {name: confidence_interval(statistic, weights) for name, statistic in statistics.items()}
+    return values
+
+
+def differences(baseline: Mapping[str, Statistic], finetuned: Mapping[str, Statistic], weights) -> dict[str, dict]:
+    """Paired-bootstrap difference (fine-tuned - baseline) of every metric both sides have."""
+    from replica.evaluation.intervals import paired_difference
+
+    return {
+        name: paired_difference(baseline[name], finetuned[name], weights).to_json()
+        for name in baseline
+        if name in finetuned
+    }
+
+
+def score_sides(
+    sides: Mapping[str, Any], reference, embedder, metrics_cfg: Mapping, device: str, resamples: int, seed: int
+) -> dict[str, Any]:
+    """{baseline, finetuned, real, difference}: each side's metrics (sides.SideOutput), the real replies' values to
+    aim for, and the paired differences, all over the same bootstrap draws of the held-out examples."""
+    from replica.evaluation.intervals import draws
+    from replica.evaluation.lexical import distinct_n
+
+    n_examples = len(reference.examples)
+    weights = draws(n_examples, resamples, seed)
+    metrics: dict[str, Any] = {}
+    statistics: dict[str, dict[str, Statistic]] = {}
+    for side, output in sides.items():
+        statistics[side], values = side_statistics(output.replies, output.nll, reference, embedder, metrics_cfg, device, seed)
+        metrics[side] = {**summarize(statistics[side], n_examples, weights), **values}
+    metrics["real"] = {
+        **summarize(real_statistics(reference), n_examples, weights),
+        "distinct_2": distinct_n([reference.targets]),
+    }
+    metrics["difference"] = differences(statistics["baseline"], statistics["finetuned"], weights)
+    return metrics

@@ -23,7 +23,7 @@ class Generated:
 
 def test_contexts(run_dir: str | Path, count: int, seed: int = 0) -> list[list[dict]]:
     """The contexts of up to `count` examples of the run's test split (a seeded sample; the run's own dataset)."""
-    from replica.evaluation.run import load_split
+    from replica.evaluation.data import load_split
     from replica.prepare.pipeline import run_dataset
 
     rows = load_split(run_dataset(run_dir, log=lambda _: None).dir, "test")

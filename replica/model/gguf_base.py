@@ -10,12 +10,10 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from replica.atomic import publish_dir, write_json
+from replica.atomic import replace_dir, write_json
 from replica.errors import ReplicaInputError
 
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
@@ -100,16 +98,11 @@ def ensure_gguf_base(name_or_path: str, cache_dir: str | Path, dtype: str, log: 
     target = Path(cache_dir) / "gguf" / f"{source.stem}-{cache_key(sha, dtype)[:16]}"
     if _is_complete(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".building", dir=target.parent))
-    try:
+    with replace_dir(target, keep_complete=_is_complete) as staging:
         log(f"GGUF base: dequantizing {source.name} ({arch}) once into {target}")
         _dequantize(source, staging, dtype)
         write_json(staging / SOURCE_FILE, {"format": CACHE_FORMAT, "file": source.name, "sha256": sha,
                                            "architecture": arch, "dtype": dtype})
-        publish_dir(staging, target, _is_complete)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -30,7 +28,7 @@ from transformers import (
     get_cosine_schedule_with_warmup,
 )
 
-from replica.atomic import publish_dir, write_json
+from replica.atomic import replace_dir, write_json
 from replica.errors import ReplicaInputError
 
 BUILD_FORMAT = 2  # bump when the build recipe changes so old cache entries are not reused
@@ -67,16 +65,11 @@ def ensure_tiny_model(texts: Sequence[str], cache_dir: str | Path, *, arch: str 
         log(f"tiny model: reusing cached build {target}")
         return target
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".building", dir=cache_dir))
-    try:
+    with replace_dir(target, keep_complete=_is_complete) as staging:
         log(f"tiny model: building {arch} from {len(texts)} texts into {target}")
         info = _build(texts, staging, args, log)
         write_json(staging / INFO_FILE, {"format": BUILD_FORMAT, "cache_key": key, "build_args": args,
                                          "text_count": len(texts), **info})
-        publish_dir(staging, target, _is_complete)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -11,17 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import socket
 import stat
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from replica import __version__
-from replica.atomic import write_json, write_jsonl
+from replica.atomic import replace_dir, write_json, write_jsonl
 from replica.errors import ReplicaInputError
 from replica.ingest.sources import SKIPPED_DIR_NAMES, is_ignored_name
 from replica.prepare.config import DataConfig
@@ -32,7 +29,6 @@ RUN_RECORD = "dataset.json"  # in a run folder: the identity of the dataset the 
 STATS_FILE = "stats.json"
 SPLIT_FILES = tuple(f"{split}.jsonl" for split in SPLITS)
 STORE_FORMAT = 1  # bump when the files of a dataset folder or the key's ingredients change
-STAGING_PREFIX = ".staging-"
 BLOCK = 1 << 20
 # Data keys that do not change the prepared dataset: the exports (hashed by content), where it is stored, and the
 # input limits (which only stop a run).
@@ -198,16 +194,13 @@ def publish(
     *,
     expect_files: Mapping[str, str] | None = None,
 ) -> PreparedDataset:
-    """Write the dataset into a staging folder, fsync it, and rename it to `<datasets_dir>/<key>` in one step.
+    """Write the dataset into a staging folder and publish it as `<datasets_dir>/<key>` in one rename.
 
     With `expect_files`, the dataset is published only if every split file has the expected sha256 (a rebuild of a
     run's dataset). If another process published the same key first, its folder is kept and ours dropped.
     """
     final = dataset_folder(cfg, identity)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(final.parent)
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=final.parent))
-    try:
+    with replace_dir(final, keep_complete=lambda folder: (folder / MANIFEST).is_file()) as staging:
         files = {}
         for split in SPLITS:
             write_jsonl(staging / f"{split}.jsonl", splits[split])
@@ -223,17 +216,7 @@ def publish(
             "store_format": STORE_FORMAT,
             "replica_version": __version__,
         })
-        _fsync_dir(staging)
-        try:
-            staging.rename(final)
-        except OSError:
-            if not (final / MANIFEST).is_file():
-                raise
-            return open_dataset(final, identity.key)  # a concurrent run published the same dataset first
-        _fsync_dir(final.parent)
-        return PreparedDataset(final, identity.key, identity.exports_sha256, files)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return open_dataset(final, identity.key)  # ours, or the same dataset a concurrent run published first
 
 
 def _check_expected(files: Mapping[str, str], expected: Mapping[str, str]) -> None:
@@ -244,32 +227,3 @@ def _check_expected(files: Mapping[str, str], expected: Mapping[str, str]) -> No
             "mismatch), so the run cannot be scored on its own data; evaluate it with the Replica version that "
             "trained it"
         )
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def remove_stale_staging(parent: Path) -> None:
-    """Delete staging folders left by processes of this machine that are no longer alive (killed mid-write)."""
-    prefix = f"{STAGING_PREFIX}{socket.gethostname()}-"
-    for staging in parent.glob(f"{STAGING_PREFIX}*"):
-        if not staging.name.startswith(prefix):
-            continue
-        pid = staging.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,0 +1,125 @@
+"""The two sides of an evaluation, one loaded PeftModel: its reply NLL, sampled and greedy replies, and probe answers.
+
+The baseline is the same model inside `model.disable_adapter()`, so both sides see the same weights, tokenizer,
+chat format, prompts and sampling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from replica.evaluation.data import Reference
+from replica.evaluation.scoring import Replies
+
+SIDES = ("baseline", "finetuned")
+
+
+@contextmanager
+def model_side(model, side: str) -> Iterator[Any]:
+    """The run's PeftModel as the `baseline` (adapter disabled inside the block) or the `finetuned` model."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, not {side!r}")
+    if side == "baseline":
+        with model.disable_adapter():
+            yield model
+    else:
+        yield model
+
+
+def example_nll(
+    model, formatter, examples: Sequence[dict], batch_size: int, desc: str = "perplexity"
+) -> tuple[list[float], list[int]]:
+    """Per example: summed NLL and count of its reply + end-of-turn tokens (0, 0 when it doesn't fit max_length)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from replica.model.batching import PadCollator
+    from replica.model.loss import reply_token_nll
+
+    nll, counts = [0.0] * len(examples), [0] * len(examples)
+    encoded = [formatter.encode(example["context"], example["target"]) for example in examples]
+    rows = sorted(
+        (
+            {"index": index, "input_ids": e.input_ids, "labels": e.labels}
+            for index, e in enumerate(encoded)
+            if e is not None
+        ),
+        key=lambda row: len(row["input_ids"]),
+    )
+    collate = PadCollator(formatter.tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+    batches = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
+    with torch.no_grad():
+        for batch in tqdm(batches, desc=desc, unit="batch"):
+            tensors = {k: v.to(device) for k, v in collate([{"input_ids": row["input_ids"], "labels": row["labels"]} for row in batch]).items()}
+            token_nll, owners = reply_token_nll(model, tensors["input_ids"], tensors["attention_mask"], tensors["labels"])
+            summed = torch.zeros(len(batch), dtype=torch.float64).index_add_(0, owners.cpu(), token_nll.double().cpu())
+            count = torch.bincount(owners.cpu(), minlength=len(batch))
+            for row, row_nll, row_count in zip(batch, summed.tolist(), count.tolist()):
+                nll[row["index"]], counts[row["index"]] = row_nll, row_count
+    return nll, counts
+
+
+def decoding_settings(decoding: Mapping):
+    """(sampled, greedy) generation settings from the `decoding` section."""
+    from replica.inference.generation import Sampling
+
+    sampled = Sampling(
+        max_new_tokens=decoding["max_new_tokens"],
+        do_sample=True,
+        temperature=decoding["temperature"],
+        top_p=decoding["top_p"],
+        top_k=decoding["top_k"],
+        repetition_penalty=decoding["repetition_penalty"],
+        seed=decoding["seed"],
+    )
+    greedy = Sampling(
+        max_new_tokens=decoding["max_new_tokens"],
+        do_sample=False,
+        repetition_penalty=decoding["repetition_penalty"],
+        seed=decoding["seed"],
+    )
+    return sampled, greedy
+
+
+def generate_side(model, formatter, contexts: Sequence[list[dict]], decoding: Mapping, batch_size: int) -> Replies:
+    """Replies of the active side: `decoding.samples` sampled replies per context, plus greedy ones."""
+    from replica.inference.generation import generate_replies
+
+    sampled, greedy = decoding_settings(decoding)
+    samples = decoding["samples"]
+    repeated = [context for context in contexts for _ in range(samples)]
+    flat = generate_replies(model, formatter, repeated, sampled, batch_size, progress=True)
+    groups = [flat[index * samples : (index + 1) * samples] for index in range(len(contexts))]
+    greedy_replies = None
+    if decoding["greedy"]:
+        greedy_replies = generate_replies(model, formatter, contexts, greedy, batch_size, progress=True)
+    return Replies(groups, greedy_replies)
+
+
+@dataclass
+class SideOutput:
+    """What one side produced: reply NLL per held-out example, its replies, and its answers to each probe."""
+
+    nll: tuple[list[float], list[int]]
+    replies: Replies
+    probes: list[list[str]]  # per probe prompt: `decoding.samples` sampled answers
+
+
+def run_side(
+    model, formatter, side: str, reference: Reference, probes: Sequence[str], decoding: Mapping, batch_size: int
+) -> SideOutput:
+    """Everything one side is scored on: held-out NLL, held-out replies, and sampled answers to the probes."""
+    from replica.inference.generation import generate_replies
+
+    samples = decoding["samples"]
+    probe_contexts = [[{"role": "them", "text": prompt}] for prompt in probes for _ in range(samples)]
+    with model_side(model, side):
+        nll = example_nll(model, formatter, reference.examples, batch_size, f"perplexity ({side})")
+        replies = generate_side(model, formatter, reference.contexts, decoding, batch_size)
+        answers = generate_replies(model, formatter, probe_contexts, decoding_settings(decoding)[0], batch_size, progress=True)
+    texts = [reply.text for reply in answers]
+    return SideOutput(nll, replies, [texts[index * samples : (index + 1) * samples] for index in range(len(probes))])
