@@ -1,0 +1,90 @@
+"""One sampling block: a run records `generation`, and `replica chat` / `replica serve` start from it; their flags
+override only what they give. Real CLI processes on a real tiny trained run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import train_tiny
+from tests.serve_helpers import Server, call, replica_cli
+
+BLOCK_TOKENS = 7  # the run's generation.max_new_tokens
+BLOCK_TOP_P = 0.5
+ASK = "ciao, stasera ci sei?"
+
+
+@pytest.fixture(scope="module")
+def greedy_run(tmp_path_factory) -> Path:
+    """A run whose block says: greedy, at most 7 new tokens, top_p 0.5 (used once a flag turns sampling on)."""
+    overrides = ["generation.do_sample=false", f"generation.max_new_tokens={BLOCK_TOKENS}", f"generation.top_p={BLOCK_TOP_P}"]
+    _, run = train_tiny(tmp_path_factory.mktemp("sampling-block"), overrides)
+    return run
+
+
+def sampling_line(result) -> str:
+    assert result.returncode == 0, result.stderr[-2000:]
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("sampling: ")]
+    return line
+
+
+@pytest.mark.slow  # trains a tiny run
+def test_the_run_folder_records_the_block(greedy_run):
+    recorded = json.loads((greedy_run / "adapter" / "replica.json").read_text())["config"]["generation"]
+    assert recorded["do_sample"] is False and recorded["max_new_tokens"] == BLOCK_TOKENS
+    assert recorded["top_p"] == BLOCK_TOP_P and recorded["stop_eval"] == "greedy"
+
+
+@pytest.mark.slow  # trains a tiny run
+def test_chat_without_flags_uses_the_runs_block(greedy_run):
+    plain = replica_cli("chat", greedy_run, "--once", ASK)
+    assert sampling_line(plain) == f"sampling: greedy, max_new_tokens {BLOCK_TOKENS}"
+    forced = replica_cli("chat", greedy_run, "--once", ASK, "--greedy", "--max-new-tokens", str(BLOCK_TOKENS))
+    assert plain.stdout == forced.stdout  # the same reply as asking for the block's settings by flag
+
+
+@pytest.mark.slow  # trains a tiny run
+def test_chat_flags_override_only_what_they_give(greedy_run):
+    result = replica_cli("chat", greedy_run, "--once", ASK, "--no-greedy", "--temperature", "1.5", "--seed", "3")
+    assert sampling_line(result) == (
+        f"sampling: temperature 1.5, top_p {BLOCK_TOP_P}, top_k 0, repetition_penalty 1.0, max_new_tokens {BLOCK_TOKENS}"
+    )
+
+
+def test_chat_help_says_the_default_comes_from_the_run():
+    result = replica_cli("chat", "--help")
+    for flag in ("--temperature", "--top-p", "--max-new-tokens", "--greedy"):
+        assert flag in result.stdout
+    assert " ".join(result.stdout.split()).count("the run's generation block") >= 4  # help text wraps lines
+
+
+def completion(url: str, **settings) -> dict:
+    answer = call(url, "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": ASK}], **settings})
+    assert answer.status == 200, answer.raw
+    return answer.json()
+
+
+@pytest.mark.slow  # trains a tiny run
+def test_serve_without_flags_answers_with_the_runs_block(greedy_run, tmp_path):
+    server = Server(greedy_run, tmp_path / "serve.log")
+    try:
+        default = completion(server.url, seed=5)  # no temperature, no max_tokens: the run's block decides
+        greedy = completion(server.url, seed=6, temperature=0, max_tokens=BLOCK_TOKENS)
+    finally:
+        server.stop()
+    assert default["choices"][0]["message"]["content"] == greedy["choices"][0]["message"]["content"]
+    assert default["usage"]["completion_tokens"] <= BLOCK_TOKENS
+
+
+@pytest.mark.slow  # trains a tiny run
+def test_serve_flags_override_the_block(greedy_run, tmp_path):
+    server = Server(greedy_run, tmp_path / "serve.log", "--temperature", "2", "--max-tokens", "24")
+    try:
+        greedy = completion(server.url, temperature=0, max_tokens=24)["choices"][0]["message"]["content"]
+        sampled = [completion(server.url, seed=seed) for seed in range(6)]
+    finally:
+        server.stop()
+    assert any(reply["choices"][0]["message"]["content"] != greedy for reply in sampled)  # --temperature 2 samples
+    assert max(reply["usage"]["completion_tokens"] for reply in sampled) > BLOCK_TOKENS  # --max-tokens 24 is the limit
