@@ -151,9 +151,9 @@ def data_problems(data: Any) -> list[str]:
             report(key, f"data.{key}={get(key)!r} must be an integer >= 1")
     if _int(get("context_min")) and _int(get("context_max")) and get("context_min") > get("context_max"):
         report("context_max", f"data.context_min={get('context_min')} is above data.context_max={get('context_max')}")
-    if not _number(get("merge_gap")) or get("merge_gap") < 0:
+    if not _is_finite_number(get("merge_gap")) or get("merge_gap") < 0:
         report("merge_gap", f"data.merge_gap={get('merge_gap')!r} must be a number of minutes >= 0")
-    if not _number(get("session_gap")) or get("session_gap") <= 0:
+    if not _is_finite_number(get("session_gap")) or get("session_gap") <= 0:
         report("session_gap", f"data.session_gap={get('session_gap')!r} must be a number of hours > 0")
     _split_problems(get("split"), report)
     if not _int(get("seed")):
@@ -184,7 +184,7 @@ def _mask_problems(mask: Any, report: Callable[[str, str], None]) -> None:
 
 
 def _split_problems(split: Any, report: Callable[[str, str], None]) -> None:
-    if not isinstance(split, list) or len(split) != 3 or not all(_number(part) and part >= 0 for part in split):
+    if not isinstance(split, list) or len(split) != 3 or not all(_is_finite_number(part) and part >= 0 for part in split):
         report("split", f"data.split={split!r} must be three fractions [train, val, test] >= 0")
     elif not math.isclose(sum(split), 1.0, abs_tol=1e-6):
         report("split", f"data.split={split} sums to {sum(split):g}, must sum to 1")
@@ -222,24 +222,25 @@ def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _number(value: Any) -> bool:
+def _is_finite_number(value: Any) -> bool:
+    """A real int or float: not a bool, NaN or infinity."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 SECTION_RULES: dict[str, tuple[Rule, ...]] = {
     "lora": (
         ("r", lambda v: _int(v) and v > 0, "a positive integer"),
-        ("alpha", lambda v: _number(v) and v > 0, "a number > 0 (usually 2 x lora.r)"),
-        ("dropout", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+        ("alpha", lambda v: _is_finite_number(v) and v > 0, "a number > 0 (usually 2 x lora.r)"),
+        ("dropout", lambda v: _is_finite_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     ),
     "quant": (),
     "model": (),
     "generation": (
         ("max_new_tokens", lambda v: _int(v) and v > 0, "a positive integer"),
-        ("temperature", lambda v: _number(v) and v > 0, "a number > 0"),
-        ("top_p", lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+        ("temperature", lambda v: _is_finite_number(v) and v > 0, "a number > 0"),
+        ("top_p", lambda v: _is_finite_number(v) and 0 < v <= 1, "a number in (0, 1]"),
         ("top_k", lambda v: _int(v) and v >= 0, "an integer >= 0 (0: no top-k cut)"),
-        ("repetition_penalty", lambda v: _number(v) and v > 0, "a number > 0 (1: none)"),
+        ("repetition_penalty", lambda v: _is_finite_number(v) and v > 0, "a number > 0 (1: none)"),
     ),
 }
 
@@ -323,12 +324,12 @@ VALUE_RULES: tuple[Rule, ...] = (
     ("trainer.devices", _devices, "a positive integer, -1 (all), auto, or a list of device ids"),
     ("trainer.num_nodes", lambda v: _int(v) and v > 0, "a positive integer"),
     ("trainer.accumulate_grad_batches", lambda v: _int(v) and v > 0, "a positive integer"),
-    ("trainer.val_check_interval", lambda v: (_int(v) and v > 0) or (_number(v) and 0 < v <= 1),
+    ("trainer.val_check_interval", lambda v: (_int(v) and v > 0) or (_is_finite_number(v) and 0 < v <= 1),
      "a positive step count or a fraction of an epoch in (0, 1]"),
     ("trainer.check_val_every_n_epoch", lambda v: v is None or (_int(v) and v > 0), "a positive integer or null"),
-    ("trainer.gradient_clip_val", lambda v: v is None or (_number(v) and v >= 0), "a number >= 0 or null"),
-    ("optimizer.lr", lambda v: _number(v) and v > 0, "a number > 0, e.g. 2e-4"),
-    ("optimizer.weight_decay", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("trainer.gradient_clip_val", lambda v: v is None or (_is_finite_number(v) and v >= 0), "a number >= 0 or null"),
+    ("optimizer.lr", lambda v: _is_finite_number(v) and v > 0, "a number > 0, e.g. 2e-4"),
+    ("optimizer.weight_decay", lambda v: _is_finite_number(v) and v >= 0, "a number >= 0"),
     ("datamodule.batch_size", lambda v: _int(v) and v > 0, "a positive integer"),
     ("datamodule.eval_batch_size", lambda v: _int(v) and v > 0, "a positive integer"),
     ("callbacks.model_checkpoint.last_every_n_steps", lambda v: _int(v) and v >= 0, "an integer >= 0 (0: only at the end)"),

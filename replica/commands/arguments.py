@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 
 
-def _number(convert: Callable[[str], float], accepted: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+def _number_type(convert: Callable[[str], float], accepted: Callable[[float], bool], rule: str) -> Callable[[str], float]:
     """An argparse type: `convert` the text (int or float), then keep it only when `accepted` (else say `rule`)."""
     kind = "a whole number" if convert is int else "a number"
 
@@ -22,9 +22,9 @@ def _number(convert: Callable[[str], float], accepted: Callable[[float], bool], 
     return parse
 
 
-positive_int = _number(int, lambda n: n >= 1, "at least 1")
-non_negative_int = _number(int, lambda n: n >= 0, "at least 0")
-positive_float = _number(float, lambda n: n > 0, "above 0")
-non_negative_float = _number(float, lambda n: n >= 0, "at least 0")
-probability = _number(float, lambda n: 0 < n <= 1, "in (0, 1]")
-port = _number(int, lambda n: 0 < n < 65536, "in 1-65535")
+positive_int = _number_type(int, lambda n: n >= 1, "at least 1")
+non_negative_int = _number_type(int, lambda n: n >= 0, "at least 0")
+positive_float = _number_type(float, lambda n: n > 0, "above 0")
+non_negative_float = _number_type(float, lambda n: n >= 0, "at least 0")
+probability = _number_type(float, lambda n: 0 < n <= 1, "in (0, 1]")
+port = _number_type(int, lambda n: 0 < n < 65536, "in 1-65535")

@@ -401,9 +401,9 @@ def read_loss_curves(loss_csv: Path) -> dict[str, tuple[list[float], list[float]
         return {}
     curves: dict[str, tuple[list[float], list[float]]] = {}
     for index, row in enumerate(rows):
-        step = _number(row.get("step"), float(index))
+        step = _float_or(row.get("step"), float(index))
         for column, value in row.items():
-            number = _number(value, None) if isinstance(column, str) and "loss" in column else None
+            number = _float_or(value, None) if isinstance(column, str) and "loss" in column else None
             if number is not None:
                 steps, values = curves.setdefault(column, ([], []))
                 steps.append(step)
@@ -411,7 +411,8 @@ def read_loss_curves(loss_csv: Path) -> dict[str, tuple[list[float], list[float]
     return curves
 
 
-def _number(text: object, default: float | None) -> float | None:
+def _float_or(text: object, default: float | None) -> float | None:
+    """A CSV cell as a float; `default` when it is empty or not a number."""
     try:
         return float(text) if isinstance(text, str) and text else default
     except ValueError:

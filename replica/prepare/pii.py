@@ -90,7 +90,7 @@ class PiiMasker:
             if enabled
         ]
         for person in self.names.people_in_order(contacts):
-            self._number("NAME", person)
+            self._new_placeholder("NAME", person)
         for text, language in texts:
             self.mask(text, language)
 
@@ -129,9 +129,10 @@ class PiiMasker:
     def placeholder(self, kind: str, key: str, raw: str) -> str:
         """The placeholder of a value (a new one, numbered per kind, the first time)."""
         self._found.add(raw)
-        return self.placeholders.get((kind, key)) or self._number(kind, key)
+        return self.placeholders.get((kind, key)) or self._new_placeholder(kind, key)
 
-    def _number(self, kind: str, key: str) -> str:
+    def _new_placeholder(self, kind: str, key: str) -> str:
+        """A new value's placeholder: the next `<KIND_n>` of its kind, remembered for `key`."""
         self._counts[kind] = self._counts.get(kind, 0) + 1
         placeholder = self.placeholders[(kind, key)] = f"<{kind}_{self._counts[kind]}>"
         return placeholder
