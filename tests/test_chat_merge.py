@@ -148,7 +148,7 @@ def test_chat_interactive_ends_at_end_of_input(run_dir):
 def test_chat_template_renders_the_training_prompt(tiny_model_dir, style):
     from transformers import AutoTokenizer
 
-    from replica.commands.merge import chat_template
+    from replica.model.chat_template import chat_template
     from replica.model.formatting import ChatFormatter
     from replica.model.tokens import RoleTokens, add_role_tokens
 

@@ -7,20 +7,12 @@ tokens, its generation config stops at the end of turn, and its chat template re
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from replica.errors import ReplicaInputError
+from replica.settings import DTYPE_NAMES
 
-DTYPE_NAMES = ("bfloat16", "float16", "float32")
-# replica.json keys copied into the merged folder: the chat format only, never the training config (it names
-# the user and their export paths, and a merged folder is meant to be shared).
-FORMAT_KEYS = ("format_version", "format", "end_of_turn", "stop_strings", "role_tokens", "max_length", "base_model")
 MODEL_MARKER = "config.json"  # what a folder must hold before --force may replace it
 
 
@@ -42,6 +34,7 @@ def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     if args.public and not args.push_to_hub:
         raise ReplicaInputError("--public only applies with --push-to-hub REPO")
+    from replica.inference.merging import merge_run
     from replica.model.run_dir import inspect_run
 
     info = inspect_run(args.run_dir)
@@ -69,82 +62,6 @@ def check_out_dir(out: Path, *, force: bool) -> None:
             f"--out folder is not empty and holds no {MODEL_MARKER}, so --force will not delete it: pick another folder",
             path=str(out),
         )
-
-
-def merge_run(run_dir: Path, out: Path, dtype: str) -> Path:
-    """Load base (16-bit) + adapter, merge, and write model, tokenizer, generation config and replica.json."""
-    from transformers.utils import logging as hf_logging
-
-    from replica.inference.loading import load_run
-    from replica.model.base_model import DTYPES
-
-    hf_logging.disable_progress_bar()
-    with warnings.catch_warnings():  # library deprecation chatter, not the user's business
-        warnings.simplefilter("ignore")
-        peft_model, formatter, info = load_run(run_dir, device="cpu", quantized=False)
-    model = peft_model.merge_and_unload().to(DTYPES[dtype])
-    tokenizer = formatter.tokenizer
-    vocab = tokenizer.get_vocab()
-    stop_ids = formatter.stop_token_ids + [vocab[m] for m in formatter.stop_strings if m in vocab]
-    model.generation_config.eos_token_id = sorted(set(stop_ids))
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
-    template = chat_template(formatter)
-    if template is not None:
-        tokenizer.chat_template = template
-    meta = {key: info.meta[key] for key in FORMAT_KEYS if key in info.meta}
-    meta.update(merged_from_step=info.meta.get("global_step"), dtype=dtype, end_of_turn_id=formatter.end_of_turn_id)
-    with staging_dir(out) as staging:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        (staging / "replica.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return out
-
-
-def chat_template(formatter) -> str | None:
-    """A Jinja chat template rendering Replica's format (user = them, assistant = me); None keeps the tokenizer's."""
-    tokenizer = formatter.tokenizer
-    adds_bos = formatter.prompt_ids([])[:1] == [tokenizer.bos_token_id]
-    if formatter.style == "role_tokens":
-        me, them, eot = formatter.tokens.me, formatter.tokens.them, formatter.tokens.eot
-        turn = f"({me!r} if m['role'] == 'assistant' else {them!r}) + m['content'] + {eot!r}"
-        opener = me
-    elif formatter.style == "plain":
-        turn = "('A: ' if m['role'] == 'assistant' else 'B: ') + m['content'] + '\\n'"
-        opener = "A:"
-    else:
-        return None
-    return (
-        ("{{ bos_token }}" if adds_bos else "")
-        + "{%- for m in messages if m['role'] != 'system' -%}{{ " + turn + " }}{%- endfor -%}"
-        + "{%- if add_generation_prompt -%}{{ " + repr(opener) + " }}{%- endif -%}"
-    )
-
-
-class staging_dir:
-    """A temp folder beside `out` that replaces `out` on success and disappears on failure."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-
-    def __enter__(self) -> Path:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        self.path.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the final folder private by accident
-        return self.path
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
-            return
-        backup = self.out.with_name(f".{self.out.name}.old")
-        if self.out.exists():
-            shutil.rmtree(backup, ignore_errors=True)
-            self.out.rename(backup)
-        self.path.rename(self.out)
-        shutil.rmtree(backup, ignore_errors=True)
 
 
 def push_to_hub(folder: Path, repo_id: str, *, private: bool) -> str:

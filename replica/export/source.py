@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,29 +21,23 @@ class ExportSource:
 def load_source(path: str | Path) -> ExportSource:
     """Load `path` (a run folder or a merged folder) as one merged model on CPU (float32 for a merged folder, the
     run's model.dtype for a run)."""
-    from transformers.utils import logging as hf_logging
-
-    from replica.commands.merge import chat_template
-    from replica.inference.loading import is_merged_dir, load_merged, load_run
+    from replica.inference.loading import is_merged_dir, load_merged, quiet_loading
+    from replica.inference.merging import merged_model
+    from replica.model.chat_template import chat_template
     from replica.model.run_dir import inspect_run
 
     path = Path(path).expanduser()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    with warnings.catch_warnings():  # library deprecation chatter, not the user's business
-        warnings.simplefilter("ignore")
-        if is_merged_dir(path):
-            model, formatter, _ = load_merged(path)
-        else:
-            if path.is_dir() and not (path / "adapter").is_dir() and not (path / "adapter_config.json").is_file():
-                raise ReplicaInputError(
-                    "not a run folder (no adapter/) nor a merged model (no config.json + replica.json): pass the "
-                    "folder train.py printed, or one written by `replica merge`",
-                    path=str(path),
-                )
-            inspect_run(path)
-            peft_model, formatter, _ = load_run(path, device="cpu", quantized=False)
-            model = peft_model.merge_and_unload()
-    model.eval()  # kept in its dtype: tensors are converted one at a time while writing
+    if is_merged_dir(path):
+        with quiet_loading():
+            model, formatter, _ = load_merged(path)  # in eval mode, float32 on CPU
+    else:
+        if path.is_dir() and not (path / "adapter").is_dir() and not (path / "adapter_config.json").is_file():
+            raise ReplicaInputError(
+                "not a run folder (no adapter/) nor a merged model (no config.json + replica.json): pass the "
+                "folder train.py printed, or one written by `replica merge`",
+                path=str(path),
+            )
+        inspect_run(path)
+        model, formatter, _ = merged_model(path)  # kept in its dtype: tensors are converted one at a time while writing
     template = chat_template(formatter) or formatter.tokenizer.chat_template
     return ExportSource(model, formatter, path.resolve().name, template)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from replica.errors import ReplicaInputError
@@ -51,6 +54,19 @@ def _damaged(info: RunInfo, what: str, err: Exception) -> ReplicaInputError:
         "(python train.py ckpt_path=<run>/checkpoints/last.ckpt) or retrain",
         path=str(info.adapter_dir),
     )
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Load a model without the libraries' progress bars, info lines and deprecation chatter (not the user's
+    business)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 MERGED_FILES = ("config.json", "replica.json")  # what `replica merge` writes besides weights and tokenizer
