@@ -368,11 +368,28 @@ def _missing_exports(cfg: DictConfig) -> list[str]:
     return [f"data.exports: no such file or folder: {', '.join(missing)} (give your chat export files, folders or zips)"]
 
 
+# Hydra's own flags that take the next argument as their value (`python train.py --cfg job`).
+HYDRA_FLAGS_WITH_VALUE = frozenset(
+    {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+     "--experimental-rerun"}
+)
+
+
+def override_args(argv: Sequence[str]) -> list[str]:
+    """The overrides of a command line: without Hydra's flags (`-m`, `--cfg job`, ...) and their values."""
+    args, value_next = [], False
+    for arg in argv:
+        if not value_next and not arg.startswith("-"):
+            args.append(arg)
+        value_next = arg in HYDRA_FLAGS_WITH_VALUE
+    return args
+
+
 def check_overrides(config_name: str, argv: Sequence[str]) -> None:
     """Before Hydra starts: unknown override keys fail with the valid keys of their section listed."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    args = [a for a in argv if not a.startswith("-")]
+    args = override_args(argv)
     try:
         overrides = OverridesParser.create().parse_overrides(args)
     except Exception as err:

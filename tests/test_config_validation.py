@@ -183,3 +183,12 @@ def test_evaluate_decoding_left_null_takes_the_runs_block():
 def test_data_timezone_must_be_a_known_zone():
     assert "data.timezone='Mars/Olympus' is not a known time zone" in problems_of(["data.timezone=Mars/Olympus"])
     validate(compose("train", ["data.timezone=Europe/Rome"], output_dir="."))
+
+
+def test_cfg_job_prints_the_generation_defaults(tmp_path):
+    from tests.helpers import run_train
+
+    assert check_overrides("train", ["--cfg", "job", "-p", "generation", "lora.r=8"]) is None  # flag values are no overrides
+    printed = run_train(["--cfg", "job", "--package", "generation", "generation.top_p=0.5"], tmp_path, timeout=300)
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    assert "temperature: 0.8" in printed.stdout and "top_p: 0.5" in printed.stdout and "stop_eval: greedy" in printed.stdout
