@@ -194,3 +194,11 @@ def test_the_scan_sees_every_kind_of_import() -> None:
     assert package_of("replica.ingest") == "replica.ingest" and package_of("replica.ingest.sources") == "replica.ingest"
     cli = {found.target for found in imports_of("replica.cli")}
     assert "replica.commands.ingest" in cli  # imported inside build_parser
+
+
+def test_shared_generation_lives_in_one_place() -> None:
+    """chat, evaluate and the stop-sequence callback all generate through replica.inference.generation."""
+    generating = {found.source for found in ALL_IMPORTS if found.target == "replica.inference.generation"}
+    for user in ("replica.commands.chat", "replica.evaluation", "callbacks.stop_sequence_eval"):
+        assert any(covers(user, source) for source in generating), f"{user} no longer generates through inference"
+    assert "replica.generation" not in MODULES and "replica.evaluation.stops" not in MODULES
