@@ -6,7 +6,6 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
-from replica.ingest.file_names import mask_export_path
 from replica.privacy import show_paths_with
 
 if TYPE_CHECKING:  # imported when a path is first shown (`replica parse` stays free of the masker's imports)
@@ -23,6 +22,8 @@ def _process_masker() -> PiiMasker:
 
 def display_path(path: str) -> str:
     """`path` with the personal parts of its export names masked."""
+    from replica.ingest.file_names import mask_export_path  # the parsers load only when a path is shown
+
     return mask_export_path(str(path), _process_masker())
 
 
