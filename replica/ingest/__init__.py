@@ -13,9 +13,8 @@ from operator import attrgetter
 from pathlib import Path, PurePosixPath
 
 from replica.errors import ReplicaInputError
-from replica.settings import DATE_ORDERS
-from replica.ingest.file_names import whatsapp_chat_name
 from replica.ingest.fields import local_zone
+from replica.ingest.file_names import whatsapp_chat_name
 from replica.ingest.limits import Budget, LimitError, Limits
 from replica.ingest.message import Message
 from replica.ingest.signal import looks_like_signal, parse_signal
@@ -26,6 +25,7 @@ from replica.ingest.whatsapp import (
     why_not_whatsapp,
 )
 from replica.privacy import display_path
+from replica.settings import DATE_ORDERS
 
 SUPPORTED = (
     "a WhatsApp .txt export, a Telegram result.json, a Messenger/Instagram message_N.json, a Signal chat.md "

@@ -22,7 +22,8 @@ def _process_masker() -> PiiMasker:
 
 def display_path(path: str) -> str:
     """`path` with the personal parts of its export names masked."""
-    from replica.ingest.file_names import mask_export_path  # the parsers load only when a path is shown
+    # imported here, not at the top: the parsers load only when a path is shown
+    from replica.ingest.file_names import mask_export_path
 
     return mask_export_path(str(path), _process_masker())
 
