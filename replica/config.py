@@ -11,6 +11,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import fields, is_dataclass
 from functools import partial
 from pathlib import Path
@@ -166,8 +167,6 @@ def data_problems(data: Any) -> list[str]:
 
 def _required(spec: Any) -> bool:
     """A data key every config must hold: all but those with a plain default (`timezone`, added later)."""
-    from dataclasses import MISSING as NO_DEFAULT
-
     return spec.default is NO_DEFAULT or spec.default == REQUIRED
 
 

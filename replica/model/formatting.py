@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from replica.errors import ReplicaInputError
 from replica.model.tokens import RoleTokens
+from replica.settings import DATA_FORMATS
 
 IGNORE_INDEX = -100
-FORMATS = ("role_tokens", "plain", "chat_template")
 AUTO = "auto"  # chat_template when the tokenizer's template ends a turn with a special token it has, else role_tokens
+FORMATS = tuple(style for style in DATA_FORMATS if style != AUTO)  # what `auto` resolves to, one of these
 PLAIN_ROLE = {"me": "A", "them": "B"}
 
 
