@@ -296,11 +296,11 @@ def _fault_injected_server(run_dir, marker: str):
     import torch
     import uvicorn
 
-    from replica.commands.serve import host_policy
     from replica.inference.generation import Sampling, generate_jobs
     from replica.inference.loading import load_run
     from replica.serve.app import Engine, Limits, create_app
     from replica.serve.batcher import Batcher
+    from replica.serve.guard import host_policy
     from tests.serve_helpers import free_port
 
     model, formatter, _ = load_run(run_dir)
@@ -380,6 +380,35 @@ def test_client_leaving_mid_stream_does_not_break_the_server_and_nothing_is_logg
     reply = client.chat.completions.create(model="replica", messages=[{"role": "user", "content": SECRET}], max_tokens=8)
     assert reply.choices[0].message.content is not None
     assert SECRET not in server.output()
+
+
+@pytest.mark.slow
+def test_cancelled_job_stops_its_row_at_once(run_dir):
+    """A job cancelled at its 4th token ends there ("cancelled", 4 tokens), where alone it runs on; its neighbour
+    in the batch is untouched."""
+    from replica.inference.generation import Job, Sampling, generate_jobs
+    from replica.inference.loading import load_run
+
+    model, formatter, _ = load_run(run_dir)
+    context = [{"role": "them", "text": "ciao"}]
+    neighbour = Job(context, Sampling(max_new_tokens=6))
+    runs_on = next(
+        (sampling, reply) for seed in range(16)
+        for sampling in [Sampling(max_new_tokens=40, do_sample=True, temperature=2.0, seed=seed)]
+        for reply in generate_jobs(model, formatter, [Job(context, sampling)])
+        if len(reply.token_ids) > 8
+    )
+    sampling, alone = runs_on
+    polls = {"seen": 0}
+
+    def cancelled() -> bool:
+        polls["seen"] += 1
+        return polls["seen"] >= 4
+
+    [neighbour_alone] = generate_jobs(model, formatter, [neighbour])
+    leaving, staying = generate_jobs(model, formatter, [Job(context, sampling, cancelled=cancelled), neighbour])
+    assert leaving.finish_reason == "cancelled" and leaving.token_ids == alone.token_ids[:4]
+    assert staying.token_ids == neighbour_alone.token_ids and staying.finish_reason == neighbour_alone.finish_reason
 
 
 def _send_and_hang_up(server, body: dict) -> None:
