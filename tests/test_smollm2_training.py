@@ -28,7 +28,15 @@ def smollm2_run(tmp_path_factory) -> Path:
                "optimizer.lr=2e-3", "callbacks.stop_sequence_eval=null"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
+    (run.parent / "stderr.txt").write_text(done.stderr, encoding="utf-8")
     return run
+
+
+def test_every_layer_trains_in_train_mode(smollm2_run):
+    """from_pretrained hands over the base in eval mode: trained like that, gradient checkpointing and LoRA dropout
+    are silently off (SmolLM2's step then keeps every activation). Lightning warns when that happens."""
+    stderr = (smollm2_run.parent / "stderr.txt").read_text(encoding="utf-8")
+    assert "in eval mode at the start of training" not in stderr
 
 
 def test_the_validation_loss_falls(smollm2_run):

@@ -11,7 +11,6 @@ NOISE_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
     (FutureWarning, "", r"(transformers|peft)(\.|$)"),
     (UserWarning, r"Paged optimizers are not supported on CPU", ""),
     (Warning, r".*isinstance\(treespec, LeafSpec\)", ""),
-    (Warning, r"Found \d+ module\(s\) in eval mode at the start of training", ""),  # the frozen 4-bit base
 )
 # logger name -> message regexes of records to drop (other records of that logger still show).
 NOISE_RECORDS: dict[str, tuple[str, ...]] = {
