@@ -213,7 +213,7 @@ def test_chat_template_run_resumed_by_ckpt_path_auto(tmp_path, shared_data):
     assert second.returncode == 0, second.stderr[-3000:]
     [_, resumed] = run_dirs(tmp_path)
     summary = summary_of(resumed)
-    assert Path(summary["resumed_from"]).resolve() == (stopped / "checkpoints" / "last.ckpt").resolve()
+    assert (tmp_path / summary["resumed_from"]).resolve() == (stopped / "checkpoints" / "last.ckpt").resolve()
     assert summary["global_step"] == 6 and last_checkpoint(resumed)["ChatDataModule"]["train_loader"]["consumed"] == 6
     # data.format=chat_template: the tiny tokenizer's own <|im_start|> template, them = user, me = assistant
     assert adapter_meta(resumed)["format"] == "chat_template"
@@ -269,7 +269,7 @@ def test_second_ctrl_c_skips_the_final_validation_and_the_printed_command_resume
     assert resumed_dir != run_dir
     summary = summary_of(resumed_dir)
     assert summary["global_step"] == step + 2
-    assert Path(summary["resumed_from"]).resolve() == (tmp_path / printed.group(1).removeprefix("ckpt_path=")).resolve()
+    assert (tmp_path / summary["resumed_from"]).resolve() == (tmp_path / printed.group(1).removeprefix("ckpt_path=")).resolve()
 
 
 # ---- hparams_search=optuna: a real two-trial study ----------------------------------------------------------
@@ -279,7 +279,7 @@ def test_optuna_sweep_minimizes_the_best_val_loss_of_its_trials(tmp_path, shared
     result = run_train(
         ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *FEW_STEPS, "trainer.max_steps=2",
          *places(tmp_path, shared_data), f"hydra.sweep.dir={sweep_dir}"],
-        tmp_path,
+        tmp_path, timeout=1500,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     trials = sorted(path for path in sweep_dir.iterdir() if (path / "summary.json").is_file())
