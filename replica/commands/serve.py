@@ -18,7 +18,6 @@ from replica.commands.arguments import non_negative_float, port, positive_float,
 from replica.errors import ReplicaInputError
 
 LOOPBACK_NAMES = ("localhost",)
-WILDCARD_HOSTS = ("0.0.0.0", "::")
 FROM_RUN = "(default: the run's generation block; a merged folder's defaults)"
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long (uvicorn's timeout_keep_alive)
 
@@ -95,16 +94,6 @@ def is_loopback(host: str) -> bool:
         return False  # a hostname may resolve to anything: treat it as exposed
 
 
-def host_policy(host: str, allowed: Sequence[str]):
-    """Host headers the server answers: loopback names, the address it listens on, any IP address when it listens
-    on every interface, and the --allowed-host names."""
-    from replica.serve.guard import HostPolicy
-
-    bound = host.strip("[]").lower()
-    names = {"localhost", "127.0.0.1", "::1", bound, *(name.strip().lower() for name in allowed)}
-    return HostPolicy(frozenset(names), any_ip=bound in WILDCARD_HOSTS)
-
-
 def check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -126,7 +115,8 @@ def build_app(args: argparse.Namespace, merged: bool, info):
     from replica.inference.loading import load_merged, load_run
     from replica.serve.app import Engine, Limits, create_app
     from replica.serve.batcher import Batcher
-    from replica.serve.blind import BlindLimits
+    from replica.serve.blind import BlindLimits, blind_test_of_run
+    from replica.serve.guard import host_policy
     from replica.settings import GenerationSection
 
     hf_logging.set_verbosity_error()
@@ -152,7 +142,7 @@ def build_app(args: argparse.Namespace, merged: bool, info):
         queue_size=args.queue_size,
     )
     engine = Engine(batcher, sampling, "replica", limits, formatter.prompt_ids)
-    blind = blind_test(None if merged else info, BlindLimits(guesses_per_hour=args.blind_guesses_per_hour))
+    blind = blind_test_of_run(None if merged else info, BlindLimits(guesses_per_hour=args.blind_guesses_per_hour))
     return create_app(engine, args.api_key, host_policy(args.host, args.allowed_host), blind)
 
 
@@ -163,22 +153,6 @@ def served_sampling(block, args: argparse.Namespace):
 
     temperature = args.temperature if args.temperature is not None or block.do_sample else 0.0
     return Sampling.from_block(block, temperature=temperature, top_p=args.top_p, max_new_tokens=args.max_tokens)
-
-
-def blind_test(info, limits):
-    """The blind test over the masked test split of exactly the run's dataset (as evaluate.py reads it);
-    unavailable, with the reason, for a merged folder or a dataset that cannot be found or rebuilt."""
-    from replica.evaluation.data import load_split
-    from replica.prepare.pipeline import run_dataset
-    from replica.serve.blind import BlindTest
-
-    if info is None:
-        return BlindTest(None, [], "a merged model carries no dataset: serve the run folder to take the blind test", limits)
-    try:
-        examples = load_split(run_dataset(info.run_dir, log=logging.getLogger(__name__).info).dir, "test")
-    except ReplicaInputError as err:
-        return BlindTest(info.run_dir, [], f"the run's test split is unavailable ({err})", limits)
-    return BlindTest(info.run_dir, examples, limits=limits)
 
 
 def _url_host(host: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import time
@@ -28,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 
+from replica.errors import ReplicaInputError
 from replica.evaluation.human import (
     POSITIONS,
     client_history,
@@ -35,6 +37,7 @@ from replica.evaluation.human import (
     human_score,
     record_guess,
 )
+from replica.model.run_dir import RunInfo
 from replica.serve.openai_api import error_response
 
 REPLY_ATTEMPTS = 3  # an empty replica reply would give the answer away: sample again
@@ -60,6 +63,21 @@ class _Open:
 class Guess(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     choice: Literal["a", "b"]
+
+
+def blind_test_of_run(info: RunInfo | None, limits: BlindLimits) -> BlindTest:
+    """The blind test over the masked test split of exactly the run's dataset (as evaluate.py reads it);
+    unavailable, with the reason, for a merged folder (`info` None) or a dataset that cannot be found or rebuilt."""
+    from replica.evaluation.data import load_split
+    from replica.prepare.pipeline import run_dataset
+
+    if info is None:
+        return BlindTest(None, [], "a merged model carries no dataset: serve the run folder to take the blind test", limits)
+    try:
+        examples = load_split(run_dataset(info.run_dir, log=logging.getLogger(__name__).info).dir, "test")
+    except ReplicaInputError as err:
+        return BlindTest(info.run_dir, [], f"the run's test split is unavailable ({err})", limits)
+    return BlindTest(info.run_dir, examples, limits=limits)
 
 
 class BlindTest:

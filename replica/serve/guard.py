@@ -10,11 +10,14 @@ import binascii
 import ipaddress
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from replica.serve.openai_api import error_response
 
 PUBLIC_PATHS = ("/health",)
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::")  # listening on every interface
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
@@ -54,6 +57,14 @@ class HostPolicy:
         except ValueError:
             return False
         return self.any_ip
+
+
+def host_policy(host: str, allowed: Sequence[str]) -> HostPolicy:
+    """Host headers a server listening on `host` answers: loopback names, the address it listens on, any IP address
+    when it listens on every interface, and the `allowed` names (--allowed-host)."""
+    bound = host.strip("[]").lower()
+    names = {*LOOPBACK_HOSTS, bound, *(name.strip().lower() for name in allowed)}
+    return HostPolicy(frozenset(names), any_ip=bound in WILDCARD_HOSTS)
 
 
 class Guard:
