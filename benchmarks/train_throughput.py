@@ -156,13 +156,11 @@ class StepClock:
 
 
 # ---- ours: Lightning + ReplicaModule + ChatDataModule ----------------------------------------------------------
-def run_ours(cfg, base_path: str, batch_size: int, clock: StepClock, workdir: Path) -> Throughput:
+def run_ours(cfg, inputs, batch_size: int, clock: StepClock, workdir: Path) -> Throughput:
     """Fit ReplicaModule on ChatDataModule with Lightning for warmup+steps optimizer steps; time the last `steps`."""
     from hydra.utils import instantiate
     from lightning import Callback, seed_everything
 
-    from replica.model.base_model import load_tokenizer, role_tokens
-    from replica.model.formatting import resolve_format
     from replica.training.run import build_module
 
     class Clock(Callback):
@@ -173,11 +171,9 @@ def run_ours(cfg, base_path: str, batch_size: int, clock: StepClock, workdir: Pa
             clock.step_ended(trainer.global_step, batch["attention_mask"])
 
     seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.datamodule, data=cfg.data, batch_size=batch_size, preview_path=None)
-    tokenizer = load_tokenizer(base_path, cfg.model, cfg.data.format)
-    data_format = resolve_format(cfg.data.format, tokenizer)
-    datamodule.attach(tokenizer, role_tokens(cfg.model), data_format)
-    module = build_module(cfg, base_path, tokenizer, data_format)
+    make_datamodule = instantiate(cfg.datamodule, _partial_=True, batch_size=batch_size, preview_path=None)
+    datamodule = make_datamodule(dataset=inputs.dataset, formatter=inputs.formatter)
+    module = build_module(cfg, inputs)
     trainer = instantiate(
         cfg.trainer,
         default_root_dir=str(workdir),
@@ -289,18 +285,16 @@ def run_baseline(cfg, base_path: str, examples: Sequence[Mapping], batch_size: i
 
 # ---- shared setup and report ------------------------------------------------------------------------------
 def prepare(overrides: Sequence[str]):
-    """Composed config, prepared dataset, tiny base model path and the train split (as train.py builds them)."""
-    from hydra.utils import instantiate
-
+    """Composed config, the run's inputs (prepared dataset, tiny base model, formatter) and the train split, as
+    train.py builds them."""
+    from replica.atomic import read_jsonl
     from replica.config import compose, validate
-    from replica.model.base_model import resolve_model_path
+    from replica.training.inputs import resolve_inputs
 
     cfg = compose("train", [*DEFAULT_OVERRIDES, *overrides])
     validate(cfg)
-    datamodule = instantiate(cfg.datamodule, data=cfg.data, preview_path=None, record_path=None)
-    datamodule.prepare_data()
-    base_path = resolve_model_path(cfg.model, datamodule.train_texts, cfg.paths.cache_dir)
-    return cfg, base_path, datamodule.load_split("train")
+    inputs = resolve_inputs(cfg, record_path=None)
+    return cfg, inputs, read_jsonl(inputs.dataset.split_path("train"))
 
 
 def report(ours: Throughput, baseline: Throughput, steps: int, batch_size: int) -> dict[str, Any]:
@@ -352,7 +346,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
 
 
-def run_both(cfg, base_path: str, examples: Sequence[Mapping], batch_size: int, steps: int, warmup: int,
+def run_both(cfg, inputs, examples: Sequence[Mapping], batch_size: int, steps: int, warmup: int,
              workdir: Path) -> tuple[Throughput, Throughput]:
     """Ours in this thread (Lightning wants the main thread), the baseline in another, taking turns step by step."""
     turns = Turns("ours", "baseline")
@@ -360,14 +354,14 @@ def run_both(cfg, base_path: str, examples: Sequence[Mapping], batch_size: int, 
 
     def baseline() -> Throughput:
         try:
-            return run_baseline(cfg, base_path, examples, batch_size, clocks["baseline"], workdir / "baseline")
+            return run_baseline(cfg, inputs.base_path, examples, batch_size, clocks["baseline"], workdir / "baseline")
         finally:
             turns.finish("baseline")
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baseline") as pool:
         pending = pool.submit(baseline)
         try:
-            ours = run_ours(cfg, base_path, batch_size, clocks["ours"], workdir / "ours")
+            ours = run_ours(cfg, inputs, batch_size, clocks["ours"], workdir / "ours")
         finally:
             turns.finish("ours")
         return ours, pending.result()
@@ -387,12 +381,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error("--steps, --batch-size and --warmup must be at least 1")
     quiet_libraries()
 
-    cfg, base_path, examples = prepare(args.overrides)
-    print(f"base model {base_path}; {len(examples)} train examples; batch {args.batch_size}; "
+    cfg, inputs, examples = prepare(args.overrides)
+    print(f"base model {inputs.base_path}; {len(examples)} train examples; batch {args.batch_size}; "
           f"{args.warmup} warm-up + {args.steps} timed steps per side, interleaved; "
           f"{torch.get_num_threads()} threads", flush=True)
     with tempfile.TemporaryDirectory(prefix="replica-throughput-") as tmp:
-        ours, baseline = run_both(cfg, base_path, examples, args.batch_size, args.steps, args.warmup, Path(tmp))
+        ours, baseline = run_both(cfg, inputs, examples, args.batch_size, args.steps, args.warmup, Path(tmp))
     result = report(ours, baseline, args.steps, args.batch_size)
     for line in summary_lines(ours, baseline, result):
         print(line)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,15 @@ import torch
 from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
-from omegaconf import OmegaConf
 
+from replica.atomic import replace_dir
 from replica.model.run_dir import ADAPTER_META, FORMAT_VERSION
 
 
 def export_adapter(pl_module: LightningModule, formatter, out_dir: str | Path, extra: dict[str, Any]) -> Path:
     """Write adapter weights + tokenizer + Replica metadata to `out_dir`, replacing it atomically."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with replace_dir(out_dir) as staging:
         pl_module.model.save_pretrained(staging)
         pl_module.tokenizer.save_pretrained(staging)
         meta = {
@@ -37,34 +34,36 @@ def export_adapter(pl_module: LightningModule, formatter, out_dir: str | Path, e
             **extra,
         }
         (staging / ADAPTER_META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        backup = out_dir.with_name(f".{out_dir.name}.old")
-        if out_dir.exists():
-            shutil.rmtree(backup, ignore_errors=True)
-            out_dir.rename(backup)
-        staging.rename(out_dir)
-        shutil.rmtree(backup, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
+
+
+def exported_step(adapter_dir: str | Path) -> int | None:
+    """The training step of the adapter exported in `adapter_dir` (from its metadata), None when there is none."""
+    try:
+        return json.loads((Path(adapter_dir) / ADAPTER_META).read_text(encoding="utf-8"))["global_step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class AdapterCheckpoint(ModelCheckpoint):
     """ModelCheckpoint whose files hold only trainable weights + optimizer/scheduler/loop/data state.
 
     `last.ckpt` is refreshed every `last_every_n_steps` steps, at the end and on interruption; every new best
-    (by `monitor`) is also exported in PEFT format to `adapter_dir`. The periodic `last.ckpt` never counts as
-    "already saved at this step", so a validation on the same step still writes the best checkpoint and export.
+    (by `monitor`) is also exported in PEFT format to `adapter_dir`, with the run's resolved `config` and the
+    `formatter`'s chat format in its metadata. The periodic `last.ckpt` never counts as "already saved at this
+    step", so a validation on the same step still writes the best checkpoint and export.
     """
 
-    def __init__(self, adapter_dir: str, last_every_n_steps: int = 1, config: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, adapter_dir: str, config: dict[str, Any], formatter, last_every_n_steps: int = 1, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("save_last", True)
         kwargs.setdefault("save_on_exception", True)
         super().__init__(**kwargs)
         self.adapter_dir = adapter_dir
-        self.last_every_n_steps = last_every_n_steps
         self.config = config
-        self.exported_step: int | None = None
+        self.formatter = formatter
+        self.last_every_n_steps = last_every_n_steps
         self.validated_step: int | None = None  # global step of the latest validation during fit
         self.last_saved_step: int | None = None  # global step held by last.ckpt on disk
 
@@ -135,21 +134,19 @@ class AdapterCheckpoint(ModelCheckpoint):
         score = self.best_model_score
         export_adapter(
             pl_module,
-            trainer.datamodule.formatter,
+            self.formatter,
             self.adapter_dir,
             {
                 "global_step": trainer.global_step,
                 "monitor": self.monitor,
                 "best_score": None if score is None else float(score),
-                "config": OmegaConf.to_container(self.config, resolve=True) if self.config is not None else None,
+                "config": self.config,
             },
         )
-        self.exported_step = trainer.global_step
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "exported_step": self.exported_step, "validated_step": self.validated_step}
+        return {**super().state_dict(), "validated_step": self.validated_step}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
-        self.exported_step = state_dict.get("exported_step")
         self.validated_step = state_dict.get("validated_step")

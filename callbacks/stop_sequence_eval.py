@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
@@ -14,7 +14,8 @@ from replica.settings import GenerationSection
 
 
 class StopSequenceEval(Callback):
-    """Logs `val/clean_stop_rate` and `val/length_ratio` (mean generated / reference reply length in chars).
+    """Logs `val/clean_stop_rate` and `val/length_ratio` (mean generated / reference reply length in chars) of the
+    replies `formatter` decodes for a seeded sample of `num_samples` val `examples`.
 
     Samples (private chat text) are written to `samples_dir/step_XXXXXX.jsonl` only, unless
     `log_samples_to_logger` is set.
@@ -22,6 +23,8 @@ class StopSequenceEval(Callback):
 
     def __init__(
         self,
+        formatter,
+        examples: Sequence[dict],
         num_samples: int = 48,
         batch_size: int = 16,
         max_new_tokens: int | None = None,
@@ -30,35 +33,27 @@ class StopSequenceEval(Callback):
         seed: int = 0,
         generation: Mapping | None = None,
     ) -> None:
+        self.formatter = formatter
+        self.examples = list(examples) if len(examples) <= num_samples else random.Random(seed).sample(examples, num_samples)
         self.num_samples = num_samples
         self.batch_size = batch_size
         block = GenerationSection(**dict(generation or {}))  # the run's sampling block; its stop_eval says greedy or not
         self.sampling = Sampling.for_stop_eval(block, max_new_tokens=max_new_tokens, seed=seed)
         self.samples_dir = samples_dir
         self.log_samples_to_logger = log_samples_to_logger
-        self.seed = seed
-        self.last: dict[str, float] = {}
-
-    def _examples(self, trainer: Trainer) -> list[dict]:
-        rows = trainer.datamodule.load_split("val")
-        if len(rows) <= self.num_samples:
-            return rows
-        return random.Random(self.seed).sample(rows, self.num_samples)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not self.num_samples:
             return
-        examples = self._examples(trainer)
-        formatter = trainer.datamodule.formatter
+        examples = self.examples
         replies = generate_replies(
-            pl_module.model, formatter, [e["context"] for e in examples], self.sampling, self.batch_size
+            pl_module.model, self.formatter, [e["context"] for e in examples], self.sampling, self.batch_size
         )
         rate = sum(r.clean_stop for r in replies) / max(1, len(replies))
         generated = sum(len(r.text) for r in replies) / max(1, len(replies))
         reference = sum(len(e["target"]) for e in examples) / max(1, len(examples))
-        self.last = {"clean_stop_rate": rate, "length_ratio": generated / max(reference, 1e-9)}
         pl_module.log("val/clean_stop_rate", rate, sync_dist=False)
-        pl_module.log("val/length_ratio", self.last["length_ratio"], sync_dist=False)
+        pl_module.log("val/length_ratio", generated / max(reference, 1e-9), sync_dist=False)
         if trainer.is_global_zero and self.samples_dir:
             rows = [
                 {"context": e["context"], "reference": e["target"], "generated": r.text, "clean_stop": r.clean_stop}

@@ -1,37 +1,33 @@
-"""ChatDataModule: exports -> content-addressed dataset (prepare_data) -> tokenized reply-only examples (setup)."""
+"""ChatDataModule: a prepared dataset's splits -> tokenized reply-only examples (setup) -> length-grouped batches."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
+import torch
 from lightning import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
-import torch
 from torch.utils.data import DataLoader
 
-from replica.atomic import read_jsonl, write_json, write_jsonl
+from replica.atomic import read_jsonl, write_jsonl
 from replica.errors import ReplicaInputError
-from replica.prepare.config import parse_data_config
-from replica.prepare.pipeline import prepare_dataset
-from replica.prepare.store import PreparedDataset, dataset_folder, dataset_identity, open_dataset
 from replica.model.batching import GroupedBatchSampler, PadCollator, ResumableLoader
-from replica.model.formatting import IGNORE_INDEX, ChatFormatter, resolve_format
-from replica.model.tokens import RoleTokens
+from replica.model.formatting import IGNORE_INDEX, ChatFormatter
+from replica.prepare.split import SPLITS
+from replica.prepare.store import PreparedDataset
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-
 
 class ChatDataModule(LightningDataModule):
-    """Context-window chat examples, formatted so that only the reply and its end-of-turn token are learned."""
+    """Context-window chat examples of `dataset`, encoded by `formatter` so that only the reply and its end-of-turn
+    token are learned."""
 
     def __init__(
         self,
-        data: Mapping,
+        dataset: PreparedDataset,
+        formatter: ChatFormatter,
         batch_size: int = 8,
         eval_batch_size: int = 16,
         num_workers: int = 0,
@@ -39,11 +35,11 @@ class ChatDataModule(LightningDataModule):
         pad_to_multiple_of: int | None = None,
         preview_examples: int = 8,
         preview_path: str | None = None,
-        record_path: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.data_cfg = data
+        self.dataset = dataset
+        self.formatter = formatter
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -51,52 +47,19 @@ class ChatDataModule(LightningDataModule):
         self.pad_to_multiple_of = pad_to_multiple_of
         self.preview_examples = preview_examples
         self.preview_path = preview_path
-        self.record_path = record_path
         self.seed = seed
-        self._dataset: PreparedDataset | None = None
-        self.tokenizer = None
-        self.formatter: ChatFormatter | None = None
         self.encoded: dict[str, list[dict]] = {}
         self.raw: dict[str, list[dict]] = {}
         self.dropped: dict[str, int] = {}
         self._train_loader: ResumableLoader | None = None
         self._train_loader_state: dict | None = None
 
-    def prepare_data(self) -> None:
-        """Build or reuse the content-addressed dataset and record its identity in the run folder."""
-        if self._dataset is None:
-            self._dataset = prepare_dataset(self.data_cfg, log=log.info)
-        if self.record_path:
-            data = self.data_cfg
-            data = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
-            write_json(self.record_path, self._dataset.record(parse_data_config(data), data))
-
-    @property
-    def dataset(self) -> PreparedDataset:
-        """The published dataset of these exports + data config (another rank's prepare_data built it)."""
-        if self._dataset is None:
-            cfg = parse_data_config(self.data_cfg)
-            identity = dataset_identity(cfg)
-            folder = dataset_folder(cfg, identity)
-            self._dataset = open_dataset(folder, identity.key)
-            if self._dataset is None:
-                raise ReplicaInputError(f"{folder}: the dataset is not prepared; run `replica prepare` or train.py")
-        return self._dataset
-
     def load_split(self, split: str) -> list[dict]:
         if split not in self.raw:
             self.raw[split] = read_jsonl(self.dataset.split_path(split))
         return self.raw[split]
 
-    def attach(self, tokenizer, tokens: RoleTokens, data_format: str | None = None) -> None:
-        """Give the module the tokenizer the model uses (with its role/pad tokens) and the resolved data.format."""
-        self.tokenizer = tokenizer
-        style = resolve_format(data_format or self.data_cfg["format"], tokenizer)
-        self.formatter = ChatFormatter(tokenizer, style, tokens, int(self.data_cfg["max_length"]))
-
     def setup(self, stage: str | None = None) -> None:
-        if self.formatter is None:
-            raise RuntimeError("ChatDataModule.attach(tokenizer, tokens) must be called before setup")
         for split in SPLITS:
             if split in self.encoded:
                 continue
@@ -128,26 +91,17 @@ class ChatDataModule(LightningDataModule):
             supervised = [label for label in enc["labels"] if label != IGNORE_INDEX]
             rows.append(
                 {
-                    "prompt": self.tokenizer.decode(prompt),
-                    "supervised": self.tokenizer.decode(supervised),
+                    "prompt": self.formatter.tokenizer.decode(prompt),
+                    "supervised": self.formatter.tokenizer.decode(supervised),
                     "target": example["target"],
                     "end_of_turn": self.formatter.end_of_turn,
                 }
             )
         write_jsonl(self.preview_path, rows)
 
-    def train_texts(self) -> list[str]:
-        """Every message text of the train split (all speakers), for building the tiny model's tokenizer."""
-        seen: dict[str, None] = {}
-        for example in self.load_split("train"):
-            for turn in example["context"]:
-                seen.setdefault(turn["text"])
-            seen.setdefault(example["target"])
-        return list(seen)
-
     # ---- loaders --------------------------------------------------------------------------------------
     def _collator(self) -> PadCollator:
-        return PadCollator(self.tokenizer.pad_token_id, self.pad_to_multiple_of)
+        return PadCollator(self.formatter.tokenizer.pad_token_id, self.pad_to_multiple_of)
 
     def train_dataloader(self) -> ResumableLoader:
         rows = self.encoded["train"]

@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hydra.utils import instantiate
 
+from replica.training.inputs import prepare_run_dataset
 from tests.helpers import FAST_OVERRIDES, assert_one_line_error, tiny_cfg, train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,9 +116,7 @@ def test_mask_names_false_is_another_dataset_and_train_keeps_using_the_masked_on
     assert "Luca" in (store / unmasked_dir / "train.jsonl").read_text()
 
     cfg = tiny_cfg(tmp_path, [f"data.exports=[{x}]", ME])  # train.py's config: masking on by default
-    datamodule = instantiate(cfg.datamodule, data=cfg.data)
-    datamodule.prepare_data()
-    used = datamodule.dataset.dir
+    used = prepare_run_dataset(cfg.data, tmp_path / "run" / "dataset.json").dir
     assert used.parent == store and used.name != unmasked_dir
     train_text = (used / "train.jsonl").read_text()
     assert "alfa" in train_text and "Luca" not in train_text and "Ferri" not in train_text

@@ -43,7 +43,11 @@ def restore_rng_states(states: Mapping[str, Any]) -> None:
 
 
 class ReplicaModule(LightningModule):
-    """Wraps the PEFT model; `attach()` tells it which base and tokenizer to load before `fit`."""
+    """Wraps the PEFT model of the base at `base_path` (loaded in `configure_model`) with `tokenizer`'s tokens.
+
+    The first validation of untrained weights (before any optimizer step) is kept as `initial_metrics`, also across
+    resumes.
+    """
 
     def __init__(
         self,
@@ -52,6 +56,8 @@ class ReplicaModule(LightningModule):
         lora: Mapping,
         optimizer: Any,
         scheduler: Any,
+        base_path: str,
+        tokenizer: Any,
         data_format: str = "role_tokens",
         gradient_checkpointing: bool = True,
     ) -> None:
@@ -64,24 +70,18 @@ class ReplicaModule(LightningModule):
         self.data_format = data_format
         self.gradient_checkpointing = gradient_checkpointing
         self.strict_loading = False  # checkpoints hold only the trainable (adapter) weights
-        self.base_path: str | None = None
-        self.tokenizer = None
+        self.base_path = base_path
+        self.tokenizer = tokenizer
         self.model = None
         self._val_nll = 0.0
         self._val_tokens = 0
         self._step_started = 0.0
-        self.initial_metrics: dict[str, float] = {}  # validation before training, kept across resumes
-
-    def attach(self, base_path: str, tokenizer) -> None:
-        self.base_path = base_path
-        self.tokenizer = tokenizer
+        self.initial_metrics: dict[str, float] = {}
 
     # ---- model ----------------------------------------------------------------------------------------
     def configure_model(self) -> None:
         if self.model is not None:
             return
-        if self.base_path is None:
-            raise RuntimeError("ReplicaModule.attach(base_path, tokenizer) must be called before fitting")
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         base = load_base_model(self.base_path, self.model_cfg, self.quant_cfg, device)
         disable_cpu_inference_repacking(base)
@@ -97,6 +97,9 @@ class ReplicaModule(LightningModule):
         )
 
     def on_fit_start(self) -> None:
+        # from_pretrained returns the base in eval mode and Lightning keeps a module's mode, so without this the
+        # decoder layers train in eval mode: no gradient checkpointing (every activation kept) and no LoRA dropout
+        self.model.train()
         if self.trainer.is_global_zero:
             trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
             total = sum(p.numel() for p in self.parameters())
@@ -150,6 +153,11 @@ class ReplicaModule(LightningModule):
         loss = float(totals[0] / totals[1].clamp(min=1.0))
         self.log("val/loss", loss, prog_bar=True, sync_dist=False)
         self.log("val/perplexity", math.exp(min(loss, 50.0)), sync_dist=False)
+
+    def on_validation_end(self) -> None:
+        """Keep the first validation of the untrained weights (every metric logged in it) as `initial_metrics`."""
+        if self.trainer.global_step == 0 and not self.trainer.sanity_checking and not self.initial_metrics:
+            self.initial_metrics = {name: float(value) for name, value in self.trainer.callback_metrics.items()}
 
     # ---- optimization ---------------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import shutil
@@ -12,17 +13,18 @@ from typing import Any
 
 from hydra.utils import instantiate
 from lightning import Callback, Trainer, seed_everything
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.trainer.states import TrainerStatus
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from callbacks import AdapterCheckpoint, StopAtStep, StopSequenceEval
+from callbacks import AdapterCheckpoint, StopAtStep
+from callbacks.adapter_checkpoint import exported_step
 from replica.atomic import write_json
 from replica.config import validate
 from replica.errors import ReplicaInputError
-from replica.model.base_model import load_tokenizer, resolve_model_path, role_tokens
-from replica.model.formatting import resolve_format
 from replica.model.memory import return_freed_buffers_to_the_system
+from replica.prepare.store import RUN_RECORD
+from replica.training.inputs import RunInputs, resolve_inputs
 from replica.training.module import ReplicaModule
 from replica.training.quiet import silence_third_party_notices
 from replica.training.resume import RESUME_KEY_FILE, resolve_ckpt_path, write_resume_key
@@ -34,29 +36,35 @@ INTERRUPTED = "interrupted (Ctrl-C)"
 UNSTARTED_ENTRIES = (".hydra", "data_preview.jsonl", "csv", "stop_eval", "tensorboard", "wandb", "checkpoints", RESUME_KEY_FILE)
 
 
-def _instantiate_all(node: DictConfig | None) -> list[Any]:
-    if not node:
-        return []
-    return [instantiate(item) for item in node.values() if item is not None and "_target_" in item]
+def instantiate_all(node: DictConfig | None, **inputs: Any) -> list[Any]:
+    """Every object the config group lists, each also given those of `inputs` its class's constructor names."""
+    built = []
+    for item in (node or {}).values():
+        if item is None or "_target_" not in item:
+            continue
+        make = instantiate(item, _partial_=True)  # a partial: `inputs` are passed as they are, never made config
+        takes = inspect.signature(make.func).parameters
+        built.append(make(**{name: value for name, value in inputs.items() if name in takes}))
+    return built
 
 
 def _is_rank_zero() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
 
 
-def build_module(cfg: DictConfig, base_path: str, tokenizer, data_format: str) -> ReplicaModule:
+def build_module(cfg: DictConfig, inputs: RunInputs) -> ReplicaModule:
     """The LightningModule of a run, with its optimizer/scheduler factories from the config."""
-    module = ReplicaModule(
+    return ReplicaModule(
         model=cfg.model,
         quant=cfg.quant,
         lora=cfg.lora,
         optimizer=instantiate(cfg.optimizer, _convert_="all"),  # plain lists: checkpoints stay weights_only-safe
         scheduler=instantiate(cfg.scheduler, _convert_="all"),
-        data_format=data_format,
+        base_path=inputs.base_path,
+        tokenizer=inputs.tokenizer,
+        data_format=inputs.formatter.style,
         gradient_checkpointing=cfg.gradient_checkpointing,
     )
-    module.attach(base_path, tokenizer)
-    return module
 
 
 def _one_console_log() -> None:
@@ -77,6 +85,7 @@ def shown_path(path: str | Path) -> str:
 
 
 def run_training(cfg: DictConfig) -> dict[str, Any]:
+    """Check the config, compose the run (inputs, datamodule, module, callbacks, trainer), fit it, write its summary."""
     _one_console_log()
     silence_third_party_notices()
     return_freed_buffers_to_the_system()
@@ -88,32 +97,28 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     seed_everything(cfg.seed, workers=True)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    datamodule = instantiate(cfg.datamodule, data=cfg.data)
-    if _is_rank_zero():
-        datamodule.prepare_data()
-    base_path = resolve_model_path(cfg.model, datamodule.train_texts, cfg.paths.cache_dir)
-    tokenizer = load_tokenizer(base_path, cfg.model, cfg.data.format)
-    data_format = resolve_format(cfg.data.format, tokenizer)
-    datamodule.attach(tokenizer, role_tokens(cfg.model), data_format)
-
-    module = build_module(cfg, base_path, tokenizer, data_format)
-
-    callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks"))
+    inputs = resolve_inputs(cfg, output_dir / RUN_RECORD, build=_is_rank_zero())  # other ranks open rank 0's dataset
+    datamodule = instantiate(cfg.datamodule, _partial_=True)(dataset=inputs.dataset, formatter=inputs.formatter)
+    module = build_module(cfg, inputs)
+    callbacks: list[Callback] = instantiate_all(
+        cfg.get("callbacks"),
+        config=OmegaConf.to_container(cfg, resolve=True),  # recorded with the exported adapter
+        formatter=inputs.formatter,
+        examples=datamodule.load_split("val"),
+    )
     checkpoint = next((c for c in callbacks if isinstance(c, AdapterCheckpoint)), None)
     if checkpoint is None:
         raise ReplicaInputError("callbacks.model_checkpoint is required (it saves last.ckpt and exports the adapter)")
-    checkpoint.config = cfg
-    trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=_instantiate_all(cfg.get("logger")) or False)
+    trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_all(cfg.get("logger")) or False)
 
     started = time.perf_counter()
     if ckpt_path is None and cfg.get("validate_before_training", True):
-        initial = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-        module.initial_metrics = {k: float(v) for k, v in initial.items()}
+        trainer.validate(module, datamodule=datamodule, verbose=False)  # the module keeps it as its initial metrics
     if trainer.is_global_zero:
         write_resume_key(output_dir, cfg)
     interrupted = _fit(trainer, module, datamodule, ckpt_path)
     _validate_final_weights(trainer, module, datamodule, checkpoint, interrupted)
-    summary = _summary(trainer, module, datamodule, time.perf_counter() - started, ckpt_path, interrupted)
+    summary = _summary(trainer, module, datamodule, checkpoint, time.perf_counter() - started, ckpt_path, interrupted)
     if trainer.is_global_zero:
         write_json(output_dir / SUMMARY_FILE, summary)
         print("\n".join(report_lines(summary, output_dir)), flush=True)
@@ -152,16 +157,18 @@ def _validate_final_weights(trainer: Trainer, module, datamodule, checkpoint: Ad
             if not interrupted:
                 raise
             signal.signal(signal.SIGINT, signal.default_int_handler)
-    if checkpoint.exported_step is None and trainer.is_global_zero:
+    if exported_step(checkpoint.adapter_dir) is None and trainer.is_global_zero:
         checkpoint.export(trainer, module)  # nothing better was validated: the adapter holds the final weights
 
 
 def stop_reason(trainer: Trainer, interrupted: bool) -> str:
+    """What ended the fit: Ctrl-C, early stopping (its documented `stopping_reason`), a stop step or the schedule."""
     if interrupted:
         return INTERRUPTED
+    early = trainer.early_stopping_callback
+    if early is not None and early.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
+        return "early stopping"
     for callback in trainer.callbacks:
-        if isinstance(callback, EarlyStopping) and callback.wait_count >= max(callback.patience, 1):
-            return "early stopping"
         if isinstance(callback, StopAtStep) and trainer.global_step >= callback.step:
             return f"callbacks.stop_at (step {callback.step})"
     if trainer.max_steps and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
@@ -169,9 +176,9 @@ def stop_reason(trainer: Trainer, interrupted: bool) -> str:
     return f"trainer.max_epochs={trainer.max_epochs}"
 
 
-def _summary(trainer: Trainer, module: ReplicaModule, datamodule, seconds: float, resumed_from: str | None, interrupted: bool) -> dict:
-    checkpoint = next(c for c in trainer.callbacks if isinstance(c, AdapterCheckpoint))
-    stops = next((c for c in trainer.callbacks if isinstance(c, StopSequenceEval)), None)
+def _summary(trainer: Trainer, module: ReplicaModule, datamodule, checkpoint: AdapterCheckpoint, seconds: float,
+             resumed_from: str | None, interrupted: bool) -> dict:
+    """summary.json: the latest logged metrics, the initial ones, the best checkpoint and the exported adapter."""
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     initial = module.initial_metrics
     best = checkpoint.best_model_score
@@ -181,14 +188,14 @@ def _summary(trainer: Trainer, module: ReplicaModule, datamodule, seconds: float
         "best_val_loss": float(best) if best is not None else metrics.get("val/loss"),
         "final_val_loss": metrics.get("val/loss"),
         "final_val_perplexity": metrics.get("val/perplexity"),
-        "clean_stop_rate": stops.last.get("clean_stop_rate") if stops else None,
-        "length_ratio": stops.last.get("length_ratio") if stops else None,
+        "clean_stop_rate": metrics.get("val/clean_stop_rate"),
+        "length_ratio": metrics.get("val/length_ratio"),
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "stop_reason": stop_reason(trainer, interrupted),
         "train_seconds": round(seconds, 1),
         "adapter_dir": str(Path(checkpoint.adapter_dir).resolve()),
-        "adapter_step": checkpoint.exported_step,
+        "adapter_step": exported_step(checkpoint.adapter_dir),
         "best_checkpoint": checkpoint.best_model_path or None,
         "last_checkpoint": str(Path(checkpoint.dirpath) / "last.ckpt"),
         "resumed_from": resumed_from,
@@ -198,7 +205,8 @@ def _summary(trainer: Trainer, module: ReplicaModule, datamodule, seconds: float
     }
 
 
-def _number(value: float | None, digits: int) -> str:
+def _format_metric(value: float | None, digits: int) -> str:
+    """A metric with `digits` decimals for the end-of-run report; `n/a` when it was not measured."""
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
@@ -208,8 +216,8 @@ def report_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
     lines = [
         f"run folder: {run}",
         f"  stopped by {summary['stop_reason']} at step {summary['global_step']}",
-        f"  val loss {_number(summary['initial_val_loss'], 3)} -> {_number(summary['best_val_loss'], 3)} (best), "
-        f"clean-stop rate {_number(summary['initial_clean_stop_rate'], 2)} -> {_number(summary['clean_stop_rate'], 2)}",
+        f"  val loss {_format_metric(summary['initial_val_loss'], 3)} -> {_format_metric(summary['best_val_loss'], 3)} (best), "
+        f"clean-stop rate {_format_metric(summary['initial_clean_stop_rate'], 2)} -> {_format_metric(summary['clean_stop_rate'], 2)}",
         f"  adapter: {shown_path(summary['adapter_dir'])} (step {summary['adapter_step']})",
     ]
     if summary["stop_reason"] == INTERRUPTED:
