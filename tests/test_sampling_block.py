@@ -88,3 +88,12 @@ def test_serve_flags_override_the_block(greedy_run, tmp_path):
         server.stop()
     assert any(reply["choices"][0]["message"]["content"] != greedy for reply in sampled)  # --temperature 2 samples
     assert max(reply["usage"]["completion_tokens"] for reply in sampled) > BLOCK_TOKENS  # --max-tokens 24 is the limit
+
+
+@pytest.mark.slow  # trains a tiny run
+def test_ollama_modelfile_samples_as_the_runs_block(greedy_run, tmp_path):
+    result = replica_cli("export", greedy_run, "--gguf", "--quant", "f16", "--out", tmp_path, "--ollama")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = (tmp_path / "Modelfile").read_text(encoding="utf-8").splitlines()
+    assert "PARAMETER temperature 0" in lines  # the block does not sample
+    assert f"PARAMETER num_predict {BLOCK_TOKENS}" in lines and f"PARAMETER top_p {BLOCK_TOP_P}" in lines

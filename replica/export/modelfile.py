@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 
 from replica.export.template import ollama_template, turn_layout
+from replica.settings import GenerationSection
 
 
-def chat_defaults() -> dict[str, float | int]:
-    """`replica chat`'s sampling defaults (the generation block's defaults) as Ollama parameters."""
-    from replica.settings import GenerationSection
-
-    generation = GenerationSection()
+def chat_defaults(generation: GenerationSection) -> dict[str, float | int]:
+    """`replica chat`'s sampling defaults (the run's generation block) as Ollama parameters."""
     return {
-        "temperature": generation.temperature,
+        "temperature": generation.temperature if generation.do_sample else 0,  # 0: greedy in llama.cpp
         "top_p": generation.top_p,
         "top_k": generation.top_k,  # 0: no top-k cut
         "repeat_penalty": generation.repetition_penalty,
@@ -21,8 +19,9 @@ def chat_defaults() -> dict[str, float | int]:
     }
 
 
-def modelfile_text(formatter, gguf_name: str) -> str:
-    """The Modelfile: FROM the GGUF beside it, the format's TEMPLATE, stops at end-of-turn and the other role."""
+def modelfile_text(formatter, gguf_name: str, generation: GenerationSection) -> str:
+    """The Modelfile: FROM the GGUF beside it, the format's TEMPLATE, stops at end-of-turn and the other role, and
+    the sampling `replica chat` would use for the run."""
     template = ollama_template(turn_layout(formatter))
     stops = [formatter.end_of_turn, *formatter.stop_strings]
     lines = [
@@ -30,7 +29,7 @@ def modelfile_text(formatter, gguf_name: str) -> str:
         f"FROM ./{gguf_name}",
         f'TEMPLATE """{template}"""',
         *[f"PARAMETER stop {json.dumps(stop)}" for stop in dict.fromkeys(stops) if stop],
-        *[f"PARAMETER {key} {value}" for key, value in chat_defaults().items()],
+        *[f"PARAMETER {key} {value}" for key, value in chat_defaults(generation).items()],
         f"PARAMETER num_ctx {formatter.max_length}",
     ]
     return "\n".join(lines) + "\n"

@@ -31,15 +31,15 @@ class Reply:
 
 @dataclass
 class Sampling:
-    """How one row picks its tokens; the defaults are plain greedy decoding (no sampling, no penalty)."""
+    """How one row picks its tokens: the generation block's defaults, but greedy unless `do_sample` is set."""
 
     max_new_tokens: int = GenerationSection.max_new_tokens
     do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    seed: int = 0
+    temperature: float = GenerationSection.temperature
+    top_p: float = GenerationSection.top_p
+    top_k: int = GenerationSection.top_k
+    repetition_penalty: float = GenerationSection.repetition_penalty
+    seed: int = GenerationSection.seed
 
     @classmethod
     def from_block(cls, block: GenerationSection, **given: Any) -> Sampling:
