@@ -10,7 +10,6 @@ from replica.ingest.message import Message
 from replica.settings import MEDIA_MODES
 
 
-
 def media_tag(media: str | None) -> str:
     """`<image>`, `<video>`, …; media of unknown type become `<media>`."""
     return f"<{media}>" if media and media != "other" else "<media>"
