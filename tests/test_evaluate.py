@@ -217,12 +217,12 @@ def test_train_split_on_a_16_bit_base(run_dir, tmp_path):
     # eval.quantized=false: a 16-bit base, so the adapter's perplexity on these examples is the dense model's, not the
     # 4-bit one (both computed here by reloading the run each way)
     dense, packed = (_finetuned_perplexity(run_dir, rows, quantized) for quantized in (False, True))
-    assert abs(dense - packed) > 1e-3 * packed, (dense, packed)
+    assert abs(dense - packed) > 3e-4 * packed, (dense, packed)  # 4-bit moves it ~0.1% on the tiny model
     honoured = {
         "eval.split=train": metrics["meta"]["split"] == "train" and metrics["meta"]["split_size"] == len(train)
         and len(rows) == 12 and all(row["reference"] in train for row in rows),
         "eval.quantized=false": metrics["meta"]["quantized"] is False
-        and metrics["finetuned"]["perplexity"] == pytest.approx(dense, rel=1e-4),
+        and metrics["finetuned"]["perplexity"] == pytest.approx(dense, rel=3e-5),
         "decoding.greedy (default true)": "semantic_similarity_greedy" in metrics["finetuned"]
         and all("finetuned_greedy" in row for row in rows),
     }
