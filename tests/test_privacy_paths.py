@@ -29,6 +29,13 @@ def test_personal_parts_of_export_names_are_masked():
     assert display_path("/e/ChatExport_2024-01-01/result.json") == "/e/ChatExport_2024-01-01/result.json"
 
 
+def test_content_addressed_folders_are_shown_whole():
+    """A dataset folder is a sha256: a run of its digits is no phone number (an error naming it stays readable)."""
+    key = "67c42aeb1aff71f9b9c2d04cbd408b8d29af9650402bc09ad25d44caa82cf91b".replace("9650402", "3471112233")
+    assert display_path(f"/home/u/data/datasets/{key}/train.jsonl") == f"/home/u/data/datasets/{key}/train.jsonl"
+    assert "3471112233" not in display_path("/home/u/chats/call me 3471112233.txt")
+
+
 def test_errors_mask_the_file_once_the_process_installs_the_masking():
     """The ground floor imports no masker: an entry point installs it, and from then on every error naming an export
     shows it masked."""

@@ -27,6 +27,7 @@ _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}$")
 _THREAD_FOLDER = re.compile(r"^([^\W\d_]+)_(\d{5,})$")  # Messenger/Instagram: <name>_<thread id>
 _DISCORD_FILE = re.compile(r"^(.+?) - (.+) (\[\d+\](?:\.json)?)$")  # DiscordChatExporter: <where> - <channel> [id]
 _SIGNAL_CHAT_FILE = "chat.md"  # signal-export names each chat's folder after the contact or group
+_DIGEST = re.compile(r"[0-9a-f]{16,}(?:-[0-9a-f]{8,})*")  # Replica's content-addressed folders: a digit run is no phone
 
 
 def whatsapp_chat_name(name: str) -> str:
@@ -64,7 +65,7 @@ def _is_signal_chat_folder(parts: list[str], index: int) -> bool:
 
 def _mask_part(part: str, masker: Masker) -> str:
     """One file or folder name: an export's title masked as a chat title, anything else as text."""
-    if not part:
+    if not part or _DIGEST.fullmatch(part):
         return part
     discord = _DISCORD_FILE.match(part)
     if discord:
