@@ -53,6 +53,20 @@ def test_chat_flags_override_only_what_they_give(greedy_run):
     )
 
 
+@pytest.mark.slow  # trains a tiny run
+def test_chat_top_k_and_repetition_penalty_flags_take_effect(greedy_run):
+    """--top-k 1 samples among one token: at any temperature and seed it replies exactly as greedy decoding does."""
+    greedy = replica_cli("chat", greedy_run, "--once", ASK, "--greedy")
+    top1 = replica_cli("chat", greedy_run, "--once", ASK, "--no-greedy", "--temperature", "2.0", "--top-k", "1",
+                       "--repetition-penalty", "1.3", "--seed", "11")
+    assert sampling_line(top1) == (
+        f"sampling: temperature 2.0, top_p {BLOCK_TOP_P}, top_k 1, repetition_penalty 1.3, max_new_tokens {BLOCK_TOKENS}"
+    )
+    top1_plain = replica_cli("chat", greedy_run, "--once", ASK, "--no-greedy", "--temperature", "2.0", "--top-k", "1",
+                             "--seed", "12")
+    assert sampling_line(top1_plain) and top1_plain.stdout == greedy.stdout
+
+
 def test_chat_help_says_the_default_comes_from_the_run():
     result = replica_cli("chat", "--help")
     for flag in ("--temperature", "--top-p", "--max-new-tokens", "--greedy"):
