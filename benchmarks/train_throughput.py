@@ -381,7 +381,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error("--steps, --batch-size and --warmup must be at least 1")
     quiet_libraries()
 
-    cfg, inputs, examples = prepare(args.overrides)
+    from replica.errors import ReplicaInputError
+
+    try:
+        cfg, inputs, examples = prepare(args.overrides)
+    except ReplicaInputError as err:
+        print(f"train_throughput.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(2)
     print(f"base model {inputs.base_path}; {len(examples)} train examples; batch {args.batch_size}; "
           f"{args.warmup} warm-up + {args.steps} timed steps per side, interleaved; "
           f"{torch.get_num_threads()} threads", flush=True)

@@ -15,7 +15,7 @@ SCRIPT = ROOT / "benchmarks" / "train_throughput.py"
 
 @pytest.mark.slow
 def test_three_step_run_reports_both_sides(tmp_path):
-    command = [sys.executable, str(SCRIPT), "--steps", "3", "--batch-size", "4",
+    command = [sys.executable, str(SCRIPT), "--steps", "3", "--batch-size", "4", "--model", "tiny",
                f"data.datasets_dir={tmp_path / 'datasets'}"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -35,5 +35,14 @@ def test_three_step_run_reports_both_sides(tmp_path):
     assert targets["padding_fraction_ours<=0.10"] == (result["padding_fraction_ours"] <= 0.10)
     # length grouping pads less than random batches of the same examples padded to their longest
     assert result["padding_fraction_ours"] < result["padding_fraction_baseline"]
+    assert "tiny-qwen2-" in next(line for line in lines if line.startswith("base model "))  # the --model preset's base
     assert any(line.startswith("ours ") for line in lines) and any(line.startswith("baseline ") for line in lines)
     assert len(list((tmp_path / "datasets").glob("*/train.jsonl"))) == 1  # one content-addressed dataset
+
+
+def test_an_unknown_model_preset_is_one_line_naming_the_choices(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--model", "no-such-preset"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "no-such-preset" in done.stderr and "smollm2-135m" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

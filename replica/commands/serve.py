@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where to run the model (default: cuda if available)")
     parser.add_argument("--max-batch", type=positive_int, default=8, help="requests generated together (default 8; 1 = one at a time)")
     parser.add_argument("--batch-window-ms", type=non_negative_float, default=20.0, help="how long a batch waits for more requests (default 20)")
-    parser.add_argument("--queue-size", type=positive_int, default=64, help="requests allowed to wait; more get 503 (default 64)")
+    parser.add_argument("--queue-size", type=positive_int, default=64, help="requests allowed to wait behind a generating batch; more get 503 (default 64)")
     parser.add_argument("--max-tokens", type=positive_int, help=f"reply length when a request names none, at most the limit {FROM_RUN}")
     parser.add_argument("--max-tokens-limit", type=positive_int, default=512, help="largest max_tokens a request may ask for (default 512)")
     parser.add_argument("--max-body-kb", type=positive_int, default=256, help="request body limit in KiB (default 256)")

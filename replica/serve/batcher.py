@@ -56,24 +56,32 @@ class Batcher:
     """A bounded queue of jobs in front of one generation thread.
 
     The thread takes the oldest job, waits up to `window_s` for more (at most `max_batch` in all), drops the
-    ones already cancelled, generates the rest together and resolves each job's future with its Outcome.
+    ones already cancelled, generates the rest together and resolves each job's future with its Outcome. At most
+    `queue_size` jobs wait behind a generating batch; more raise Busy.
     """
 
     def __init__(self, generate: Callable[[Sequence[Job]], list[Reply]], *, max_batch: int, window_s: float, queue_size: int) -> None:
         self.generate = generate
         self.max_batch = max_batch
         self.window_s = window_s
-        self._queue: queue.Queue[_Pending] = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._admission = threading.Lock()
+        self._waiting = 0  # admitted jobs not yet in a generating batch (the forming one included)
+        self._generating = False
         self._thread = threading.Thread(target=self._loop, name="replica-generate", daemon=True)
         self._thread.start()
 
     def submit(self, job: Job) -> Future:
         """Queue `job`; its future resolves to an Outcome. Raises Busy when the queue is full."""
         pending = _Pending(job, Future())
-        try:
-            self._queue.put_nowait(pending)
-        except queue.Full:
-            raise Busy from None
+        with self._admission:
+            # While no batch generates, the batch being formed takes up to max_batch jobs beyond the queue, however
+            # fast they arrive (the generation thread may not have woken to take the first yet).
+            if self._waiting >= self.queue_size + (0 if self._generating else self.max_batch):
+                raise Busy
+            self._waiting += 1
+        self._queue.put(pending)
         return pending.future
 
     def _collect(self) -> list[_Pending]:
@@ -89,12 +97,19 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             batch = self._collect()
+            with self._admission:
+                self._waiting -= len(batch)
+                self._generating = True
             live = [p for p in batch if not (p.job.cancelled and p.job.cancelled())]
             for pending in batch:
                 if pending not in live:
                     pending.future.cancel()
-            if live:
-                self._run(live)
+            try:
+                if live:
+                    self._run(live)
+            finally:
+                with self._admission:
+                    self._generating = False
 
     def _run(self, batch: list[_Pending]) -> None:
         try:
