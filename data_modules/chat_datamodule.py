@@ -92,7 +92,8 @@ class ChatDataModule(LightningDataModule):
         """Give the module the tokenizer the model uses (with its role/pad tokens) and the resolved data.format."""
         self.tokenizer = tokenizer
         style = resolve_format(data_format or self.data_cfg["format"], tokenizer)
-        self.formatter = ChatFormatter(tokenizer, style, tokens, int(self.data_cfg["max_length"]))
+        self.formatter = ChatFormatter(tokenizer, style, tokens, int(self.data_cfg["max_length"]),
+                                       relationship_in_prompt=bool(self.data_cfg.get("relationship_in_prompt", False)))
 
     def setup(self, stage: str | None = None) -> None:
         if self.formatter is None:
@@ -102,7 +103,8 @@ class ChatDataModule(LightningDataModule):
                 continue
             rows, dropped = [], 0
             for example in self.load_split(split):
-                enc = self.formatter.encode(example["context"], example["target"])
+                enc = self.formatter.encode(example["context"], example["target"], example.get("relationship"),
+                                            example.get("group", False))
                 if enc is None:
                     dropped += 1
                     continue

@@ -159,6 +159,14 @@ def data_problems(data: Any) -> list[str]:
     _split_problems(get("split"), report)
     if not _int(get("seed")):
         report("seed", f"data.seed={get('seed')!r} must be an integer")
+    relationships = get("relationships")
+    if relationships is not None and not (
+        isinstance(relationships, Mapping) and all(isinstance(v, str) for v in relationships.values())
+    ):
+        report("relationships", "data.relationships must map names to labels, e.g. "
+                                "data.relationships=\"{Mum: family, 'Jake Miller': friend}\"")
+    if not isinstance(get("relationship_in_prompt", True), bool):
+        report("relationship_in_prompt", "data.relationship_in_prompt must be true or false")
     if not _known_zone(get("timezone")):
         report("timezone", f"data.timezone={get('timezone')!r} is not a known time zone: use an IANA name such as "
                            "Europe/Rome, or null for this machine's zone")
