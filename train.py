@@ -8,7 +8,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from replica.config import check_overrides, expand_home_in_overrides, register_configs
+from replica.config import check_overrides, expand_home_in_overrides, hide_names_in_overrides, register_configs
 from replica.errors import ReplicaInputError
 from replica.prepare.shown_paths import mask_shown_paths
 
@@ -44,6 +44,7 @@ if __name__ == "__main__":
     register_configs()  # the replica_root resolver and the generation schema train.yaml's defaults list takes
     mask_shown_paths()  # export names in errors and logs lose their contacts' names and numbers
     sys.argv[1:] = expand_home_in_overrides(sys.argv[1:])  # data.exports=[~/chats] works as in a shell
+    sys.argv[1:] = hide_names_in_overrides(sys.argv[1:])  # .hydra/overrides.yaml names no contact
     try:
         check_overrides("train", sys.argv[1:])
     except ReplicaInputError as err:

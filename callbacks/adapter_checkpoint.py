@@ -30,6 +30,7 @@ def export_adapter(pl_module: LightningModule, formatter, out_dir: str | Path, e
             "stop_strings": formatter.stop_strings,
             "role_tokens": dict(pl_module.model_cfg["role_tokens"]),
             "max_length": formatter.max_length,
+            "relationship_in_prompt": formatter.relationship_in_prompt,
             "base_model": pl_module.base_path,
             **extra,
         }

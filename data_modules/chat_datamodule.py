@@ -65,7 +65,8 @@ class ChatDataModule(LightningDataModule):
                 continue
             rows, dropped = [], 0
             for example in self.load_split(split):
-                enc = self.formatter.encode(example["context"], example["target"])
+                enc = self.formatter.encode(example["context"], example["target"], example.get("relationship"),
+                                            bool(example.get("group")))
                 if enc is None:
                     dropped += 1
                     continue

@@ -17,9 +17,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from replica.errors import ReplicaInputError
+from replica.privacy import name_key
 from replica.settings import CHOICES, REQUIRED, SECTIONS, DataSection, GenerationSection, MaskSection
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
@@ -59,7 +60,8 @@ def compose(config_name: str, overrides: Sequence[str] = (), *, output_dir: str 
     register_configs()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=config_name):
-            cfg = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+            cfg = hydra_compose(config_name=config_name, overrides=hide_names_in_overrides(overrides),
+                                return_hydra_config=True)
     except (HydraException, ValueError) as err:  # a wrong type in a typed section is a ValidationError
         raise ReplicaInputError(f"bad override: {_first_line(err)}") from None
     OmegaConf.set_struct(cfg, False)
@@ -109,6 +111,50 @@ def validate(cfg: DictConfig) -> None:
     problems += _missing_exports(cfg)
     if problems:
         raise ReplicaInputError("invalid config: " + "; ".join(problems))
+    hide_relationship_names(cfg)
+
+
+def hide_relationship_names(cfg: DictConfig) -> None:
+    """Replace the contact and chat names of `data.relationships` by their `name_key`, in place: every copy of the
+    config Replica writes (dataset manifest, run record, adapter, logger hyperparameters) then holds no name."""
+    data = cfg.get("data")
+    names = data.get("relationships") if isinstance(data, DictConfig) else None
+    if isinstance(names, DictConfig) and names:
+        with open_dict(cfg):
+            data.relationships = {name_key(str(name)): label for name, label in names.items()}
+
+
+RELATIONSHIPS_KEY = "data.relationships"
+
+
+def hide_names_in_overrides(argv: Sequence[str]) -> list[str]:
+    """`data.relationships={...}` on a command line with its names replaced by their `name_key`, before Hydra
+    records the overrides. The value is read as YAML first, so quoted and non-ASCII names work
+    (`{Mum: family, 'Zoë Müller': friend}`), which Hydra's own grammar refuses as keys; anything that is not a
+    mapping is left for the validators to report."""
+    import yaml
+
+    hidden = []
+    for arg in argv:
+        key, equals, text = arg.partition("=")
+        if not equals or key.lstrip("+~") != RELATIONSHIPS_KEY:
+            hidden.append(arg)
+            continue
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = None
+        if not isinstance(value, Mapping) or not value:
+            hidden.append(arg)
+            continue
+        pairs = ", ".join(f"{name_key(str(name))}: {_quoted(str(label))}" for name, label in value.items())
+        hidden.append(f"{key}={{{pairs}}}")
+    return hidden
+
+
+def _quoted(text: str) -> str:
+    """A Hydra override string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def data_problems(data: Any) -> list[str]:
@@ -159,6 +205,14 @@ def data_problems(data: Any) -> list[str]:
     _split_problems(get("split"), report)
     if not _int(get("seed")):
         report("seed", f"data.seed={get('seed')!r} must be an integer")
+    relationships = get("relationships")
+    if relationships is not None and not (
+        isinstance(relationships, Mapping) and all(isinstance(v, str) for v in relationships.values())
+    ):
+        report("relationships", "data.relationships must map names to labels, e.g. "
+                                "data.relationships=\"{Mum: family, 'Jake Miller': friend}\"")
+    if not isinstance(get("relationship_in_prompt", True), bool):
+        report("relationship_in_prompt", "data.relationship_in_prompt must be true or false")
     if not _known_zone(get("timezone")):
         report("timezone", f"data.timezone={get('timezone')!r} is not a known time zone: use an IANA name such as "
                            "Europe/Rome, or null for this machine's zone")

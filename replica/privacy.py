@@ -10,12 +10,18 @@ know them plug them in:
 
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Protocol
 
 PathDisplay = Callable[[str], str]
 
+# Bidi/direction marks and zero-width characters that exports sprinkle around names, plus WhatsApp's "~".
+INVISIBLE = re.compile("[~\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+NAME_KEY_PREFIX = "sha256_"  # a key Hydra's override grammar reads unquoted
+_NAME_KEY = re.compile(re.escape(NAME_KEY_PREFIX) + "[0-9a-f]{16}")
 _PLACEHOLDER = re.compile(r"(<[A-Z]+_\d+>)")
 _WORDS = re.compile(r"[^\W\d_](?:[\w'’.-]*[^\W_])?(?:\s+[^\W\d_](?:[\w'’.-]*[^\W_])?)*")
 
@@ -58,3 +64,20 @@ def mask_title(title: str, masker: Masker) -> str:
         return masker.placeholder("NAME", " ".join(words.casefold().split()), words)
 
     return "".join(piece if _PLACEHOLDER.fullmatch(piece) else _WORDS.sub(name, piece) for piece in pieces)
+
+
+def normalize_name(name: str) -> str:
+    """Casefold, strip accents, direction marks and `~`, collapse whitespace: "~ Léa  MARTIN" -> "lea martin"."""
+    return " ".join(strip_accents(INVISIBLE.sub(" ", name).casefold()).split())
+
+
+def strip_accents(text: str) -> str:
+    return "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
+
+
+def name_key(name: str) -> str:
+    """What a config keeps of a contact's or chat's name: `sha256_` + 16 hex digits of its normalized form (a key
+    already in that form is kept), so every written copy of the config matches the same sender without naming it."""
+    if _NAME_KEY.fullmatch(name):
+        return name
+    return NAME_KEY_PREFIX + hashlib.sha256(normalize_name(name).encode("utf-8")).hexdigest()[:16]

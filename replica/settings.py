@@ -62,6 +62,8 @@ class DataSection:
     seed: int = REQUIRED  # type: ignore[assignment]
     format: str = REQUIRED
     max_length: int = REQUIRED  # type: ignore[assignment]
+    relationships: Any = None  # contact or chat (as `replica senders` shows it) -> label; null = none listed
+    relationship_in_prompt: bool = True  # the prompt says who you are talking to (false: the ablation)
 
 
 @dataclass

@@ -63,6 +63,8 @@ class Job:
     stop: Sequence[str] = ()  # extra stop strings (e.g. an OpenAI request's `stop`), cut from the text
     on_text: Callable[[str], None] | None = None  # receives each new piece of the visible reply, in order
     cancelled: Callable[[], bool] | None = None  # polled every step; True ends the row at once
+    relationship: str | None = None  # who the reply is to (a run's label); None: no label in the prompt
+    group: bool = False
 
 
 @torch.no_grad()
@@ -73,10 +75,14 @@ def generate_replies(
     sampling: Sampling = Sampling(),
     batch_size: int = 16,
     progress: bool = False,
+    relations: Sequence[tuple[str | None, bool]] | None = None,
 ) -> list[Reply]:
-    """Replies of `model` as "me" to each context, in length-sorted batches; context i samples with seed+i."""
-    jobs = [Job(context, _with_seed(sampling, sampling.seed + index)) for index, context in enumerate(contexts)]
-    lengths = [len(formatter.prompt_ids(job.context)) for job in jobs]
+    """Replies of `model` as "me" to each context, in length-sorted batches; context i samples with seed+i and is
+    addressed to `relations[i]` (relationship label, group chat) when given."""
+    relations = relations or [(None, False)] * len(contexts)
+    jobs = [Job(context, _with_seed(sampling, sampling.seed + index), relationship=label, group=group)
+            for index, (context, (label, group)) in enumerate(zip(contexts, relations, strict=True))]
+    lengths = [len(formatter.prompt_ids(job.context, job.relationship, job.group)) for job in jobs]
     order = sorted(range(len(jobs)), key=lambda i: lengths[i])
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if progress:
@@ -99,7 +105,7 @@ def generate_jobs(model, formatter: ChatFormatter, jobs: Sequence[Job]) -> list[
         return []
     tokenizer = formatter.tokenizer
     device = next(p for p in model.parameters()).device
-    prompts = [formatter.prompt_ids(job.context) for job in jobs]
+    prompts = [formatter.prompt_ids(job.context, job.relationship, job.group) for job in jobs]
     ids, mask = _left_pad(prompts, tokenizer.pad_token_id)
     rows = _Rows(formatter, jobs, prompt_length=ids.shape[1])
     was_training = model.training

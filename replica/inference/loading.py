@@ -43,7 +43,8 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True
     except Exception as err:  # e.g. adapter_config.json edited to another rank: size mismatch
         raise _damaged(info, "the adapter", err) from None
     model.eval()
-    formatter = ChatFormatter(tokenizer, info.meta["format"], RoleTokens(**info.meta["role_tokens"]), info.meta["max_length"])
+    formatter = ChatFormatter(tokenizer, info.meta["format"], RoleTokens(**info.meta["role_tokens"]), info.meta["max_length"],
+                              relationship_in_prompt=info.meta.get("relationship_in_prompt", False))
     return model, formatter, info
 
 
@@ -99,4 +100,6 @@ def load_merged(model_dir: str | Path, *, device: str = "cpu"):
     dtype = torch.float32 if device == "cpu" else DTYPES[meta.get("dtype", "bfloat16")]
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
     model.eval()
-    return model, ChatFormatter(tokenizer, style, tokens, max_length), meta
+    formatter = ChatFormatter(tokenizer, style, tokens, max_length,
+                              relationship_in_prompt=meta.get("relationship_in_prompt", False))
+    return model, formatter, meta

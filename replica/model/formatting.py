@@ -11,7 +11,7 @@ with the pad id.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from replica.errors import ReplicaInputError
@@ -38,13 +38,16 @@ class ChatFormatter:
     that would open another turn: generating one is a leak, never a clean stop.
     """
 
-    def __init__(self, tokenizer, style: str, tokens: RoleTokens, max_length: int) -> None:
+    def __init__(
+        self, tokenizer, style: str, tokens: RoleTokens, max_length: int, *, relationship_in_prompt: bool = False
+    ) -> None:
         if style not in FORMATS:
             raise ReplicaInputError(f"data.format={style!r} is unknown: use one of {', '.join(FORMATS)}")
         self.tokenizer = tokenizer
         self.style = style
         self.tokens = tokens
         self.max_length = max_length
+        self.relationship_in_prompt = relationship_in_prompt
         self._bos = [tokenizer.bos_token_id] if _adds_bos(tokenizer) else []
         if style == "role_tokens":
             self.end_of_turn = tokens.eot
@@ -71,34 +74,53 @@ class ChatFormatter:
         return sorted(i for i in ids if i is not None)
 
     # ---- encoding -------------------------------------------------------------------------------------
-    def encode(self, context: Sequence[dict], target: str) -> Encoded | None:
+    def encode(self, context: Sequence[dict], target: str, relationship: str | None = None,
+               group: bool = False) -> Encoded | None:
         """Token ids + labels for one example; oldest context turns are dropped to fit; None if the reply can't fit."""
+        header = self.header(relationship, group)
         if self.style == "chat_template":
-            return self._encode_template(context, target)
+            return self._encode_template(context, target, header)
         completion = self._completion_ids(target)
-        if self.max_length - len(self._bos) - len(self._prompt_tail_ids()) - len(completion) < 0:
+        opening = self._bos + self._header_ids(header)
+        if self.max_length - len(opening) - len(self._prompt_tail_ids()) - len(completion) < 0:
             return None
-        prompt, turns = self._fitted_prompt(context, self.max_length - len(completion))
+        prompt, turns = self._fitted_prompt(context, self.max_length - len(completion), opening)
         return Encoded(prompt + completion, [IGNORE_INDEX] * len(prompt) + completion, turns)
 
-    def prompt_ids(self, context: Sequence[dict]) -> list[int]:
+    def prompt_ids(self, context: Sequence[dict], relationship: str | None = None, group: bool = False) -> list[int]:
         """The generation prompt for `context` (same truncation rule, reserving room for the reply)."""
+        header = self.header(relationship, group)
         if self.style == "chat_template":
-            return self._template_prompt_ids(context, self.max_length // 2)
-        return self._fitted_prompt(context, self.max_length // 2)[0]
+            return self._template_prompt_ids(context, self.max_length // 2, header)
+        return self._fitted_prompt(context, self.max_length // 2, self._bos + self._header_ids(header))[0]
 
-    def _fitted_prompt(self, context: Sequence[dict], room: int) -> tuple[list[int], int]:
-        """BOS + the newest context turns that fit in `room` tokens + the reply opener; and how many turns."""
+    def header(self, relationship: str | None, group: bool) -> str | None:
+        """The line that tells the model who it is talking to ("to: family", "to: group"), if this run uses one."""
+        if not self.relationship_in_prompt or not relationship:
+            return None
+        return f"to: {relationship}" + (" (group chat)" if group and relationship != "group" else "")
+
+    def _header_ids(self, header: str | None) -> list[int]:
+        """role_tokens: the header closed by the end-of-turn token before the first role marker; plain: its own
+        bracketed first line. Message turns always open with a role marker, so neither reads as a message."""
+        if header is None:
+            return []
+        if self.style == "role_tokens":
+            return self._ids(header) + [self.end_of_turn_id]
+        return self._ids(f"[{header}]\n")
+
+    def _fitted_prompt(self, context: Sequence[dict], room: int, opening: list[int]) -> tuple[list[int], int]:
+        """`opening` (BOS, header) + the newest context turns that fit in `room` tokens + the reply opener."""
         head = self._prompt_tail_ids()
-        budget = room - len(self._bos) - len(head)
+        budget = room - len(opening) - len(head)
         kept: list[list[int]] = []
         for turn in reversed(context):
-            ids = self._turn_ids(turn["role"], turn["text"])
+            ids = self._turn_ids(turn["role"], _spoken(turn))
             if len(ids) > budget:
                 break
             kept.append(ids)
             budget -= len(ids)
-        return self._bos + [i for ids in reversed(kept) for i in ids] + head, len(kept)
+        return opening + [i for ids in reversed(kept) for i in ids] + head, len(kept)
 
     def clean_reply(self, text: str) -> str:
         """Cut a decoded generation at the first end-of-turn, EOS or other-role marker."""
@@ -131,14 +153,16 @@ class ChatFormatter:
         for turn in context:
             role = "assistant" if turn["role"] == "me" else "user"
             if out and out[-1]["role"] == role:
-                out[-1] = {"role": role, "content": out[-1]["content"] + "\n" + turn["text"]}
+                out[-1] = {"role": role, "content": out[-1]["content"] + "\n" + _spoken(turn)}
             else:
-                out.append({"role": role, "content": turn["text"]})
+                out.append({"role": role, "content": _spoken(turn)})
         while out and out[0]["role"] == "assistant":
             out.pop(0)
         return out
 
-    def _render(self, messages: list[dict], generation_prompt: bool) -> str:
+    def _render(self, messages: list[dict], generation_prompt: bool, header: str | None = None) -> str:
+        if header is not None:  # the header is the system message, in front of whatever context is kept
+            messages = [{"role": "system", "content": header}, *messages]
         if not messages:  # transformers refuses empty conversations: system prefix + generation prompt
             probe = [{"role": "user", "content": "USERTEXT"}]
             opened = self.tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=False)
@@ -163,10 +187,10 @@ class ChatFormatter:
         last_special = max(before.rfind(t) for t in self.tokenizer.all_special_tokens) if self.tokenizer.all_special_tokens else -1
         return before[last_special:] if last_special > 0 else before
 
-    def _template_prompt_ids(self, context: Sequence[dict], budget: int) -> list[int]:
+    def _template_prompt_ids(self, context: Sequence[dict], budget: int, header: str | None) -> list[int]:
         messages = self._messages(context)
         while True:
-            prompt = self._ids(self._render(messages, True))
+            prompt = self._ids(self._render(messages, True, header))
             if len(prompt) <= budget or len(messages) <= 1:
                 return prompt
             messages = self._messages_without_oldest(messages)
@@ -178,12 +202,12 @@ class ChatFormatter:
             rest = rest[1:]
         return rest
 
-    def _encode_template(self, context: Sequence[dict], target: str) -> Encoded | None:
+    def _encode_template(self, context: Sequence[dict], target: str, header: str | None) -> Encoded | None:
         completion = self._ids(target) + [self.end_of_turn_id]
         messages = self._messages(context)
         while True:
             try:
-                prompt = self._ids(self._render(messages, True))
+                prompt = self._ids(self._render(messages, True, header))
             except Exception:  # templates may refuse an empty or assistant-first conversation
                 return None
             if len(prompt) + len(completion) <= self.max_length:
@@ -191,6 +215,11 @@ class ChatFormatter:
             if not messages:
                 return None
             messages = self._messages_without_oldest(messages)
+
+
+def _spoken(turn: Mapping) -> str:
+    """A context turn's text, after its speaker's pseudonym in a group chat (`contact_3: text`)."""
+    return f"{turn['speaker']}: {turn['text']}" if turn.get("speaker") else turn["text"]
 
 
 def resolve_format(requested: str, tokenizer) -> str:

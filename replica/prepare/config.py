@@ -33,6 +33,7 @@ class DataConfig:
     context_max: int
     split: list[float]
     seed: int
+    relationships: dict[str, str]  # name of a contact or chat -> label
 
 
 def parse_data_config(data_cfg: Mapping | DictConfig) -> DataConfig:
@@ -60,6 +61,7 @@ def parse_data_config(data_cfg: Mapping | DictConfig) -> DataConfig:
         context_max=cfg["context_max"],
         split=[float(part) for part in cfg["split"]],
         seed=cfg["seed"],
+        relationships={str(name): str(label) for name, label in (cfg.get("relationships") or {}).items()},
     )
 
 

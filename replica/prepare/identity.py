@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from replica.errors import ReplicaInputError
 from replica.ingest.message import Message
+from replica.privacy import INVISIBLE, normalize_name
 
-# Bidi/direction marks and zero-width characters that exports sprinkle around names, plus WhatsApp's "~".
-_INVISIBLE = re.compile("[~\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _SHOWN_SENDERS = 12
-
-
-def normalize_name(name: str) -> str:
-    """Casefold, strip accents, direction marks and `~`, collapse whitespace: "~ Léa  MARTIN" -> "lea martin"."""
-    return " ".join(strip_accents(_INVISIBLE.sub(" ", name).casefold()).split())
-
-
-def strip_accents(text: str) -> str:
-    return "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
 
 
 def display_name(name: str) -> str:
     """The sender name without direction marks, `~` and extra whitespace, accents and case kept."""
-    return " ".join(_INVISIBLE.sub(" ", unicodedata.normalize("NFKC", name)).split())
+    return " ".join(INVISIBLE.sub(" ", unicodedata.normalize("NFKC", name)).split())
 
 
 def sender_counts(messages: Iterable[Message]) -> Counter[str]:

@@ -19,6 +19,7 @@ from replica.prepare.identity import resolve_me, sender_counts
 from replica.prepare.language import chat_key, detect_chat_languages, keep_languages
 from replica.prepare.pii import PiiMasker, PrivateValues, pii_values, regions_seen
 from replica.prepare.placeholders import mark_placeholders
+from replica.prepare.relationships import chat_relations, contact_pseudonyms
 from replica.prepare.shown_paths import display_path
 from replica.prepare.split import split_examples
 from replica.prepare.stats import compute_stats, format_stats
@@ -46,6 +47,7 @@ def build_dataset(loaded: LoadResult, cfg: DataConfig) -> Dataset:
     messages, overlaps = drop_overlaps(loaded)
     messages, placeholders = mark_placeholders(messages)
     me_senders = resolve_me(messages, cfg.me, loaded.owners)
+    relations = chat_relations(messages, me_senders, cfg.relationships)
     cleaned, dropped = clean_messages(messages, media=cfg.media)
     chat_languages = detect_chat_languages(cleaned, sample=cfg.language_sample, seed=cfg.seed)
     kept = keep_languages(cleaned, chat_languages, cfg.languages)
@@ -71,8 +73,10 @@ def build_dataset(loaded: LoadResult, cfg: DataConfig) -> Dataset:
         session_gap_hours=cfg.session_gap,
         labels=chat_labels({chat_key(message) for message in masked}, rename=title_to_label),
         languages=chat_languages,
+        relations=relations,
     )
-    examples = build_examples(sessions, context_min=cfg.context_min, context_max=cfg.context_max, seed=cfg.seed)
+    examples = build_examples(sessions, context_min=cfg.context_min, context_max=cfg.context_max, seed=cfg.seed,
+                              speakers=contact_pseudonyms(messages, me_senders))
     if not examples:
         kept_languages = sorted(set(chat_languages.values()))
         raise ReplicaInputError(

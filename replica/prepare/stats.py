@@ -55,6 +55,9 @@ def compute_stats(
         "sessions": len(sessions),
         "turns": sum(len(session.turns) for session in sessions),
         "examples": {**{name: len(splits[name]) for name in SPLITS}, "total": len(targets)},
+        "examples_per_relationship": dict(sorted(
+            Counter(example.get("relationship", "other") for name in SPLITS for example in splits[name]).items()
+        )),
         "languages": {
             language: {"chats": chats_per_language[language], "examples": examples_per_language[language]}
             for language in sorted(chats_per_language)
@@ -91,6 +94,8 @@ def format_stats(stats: Mapping) -> str:
         ("languages", languages or "none"),
         ("dates", f"{span['first']} .. {span['last']} ({span['days']} days)"),
         ("examples", " / ".join(f"{name} {examples[name]}" for name in SPLITS) + f" (total {examples['total']})"),
+        ("relationships", ", ".join(f"{label} {count}" for label, count in
+                                    stats.get("examples_per_relationship", {}).items()) or "none"),
         ("target chars", ", ".join(f"{key} {value:g}" for key, value in lengths.items())),
         ("duplicates", _duplicates_row(stats.get("duplicates"))),
         ("placeholders", _placeholders_row(stats.get("suspected_placeholders"))),

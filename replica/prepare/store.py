@@ -28,7 +28,7 @@ MANIFEST = "manifest.json"
 RUN_RECORD = "dataset.json"  # in a run folder: the identity of the dataset the run was trained on
 STATS_FILE = "stats.json"
 SPLIT_FILES = tuple(f"{split}.jsonl" for split in SPLITS)
-STORE_FORMAT = 1  # bump when the files of a dataset folder or the key's ingredients change
+STORE_FORMAT = 2  # bump when the files of a dataset folder or the key's ingredients change
 BLOCK = 1 << 20
 # Data keys that do not change the prepared dataset: the exports (hashed by content), where it is stored, and the
 # input limits (which only stop a run).

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from replica.ingest.message import Message
 from replica.prepare.language import UNKNOWN, chat_key
+from replica.prepare.relationships import OTHER, Relation
 
 ME, THEM = "me", "them"
 
@@ -28,6 +29,8 @@ class Session:
     chat: str
     language: str
     turns: list[Turn] = field(default_factory=list)
+    relationship: str = "other"  # the label the model sees for who this chat is with
+    group: bool = False
 
 
 def chat_labels(keys: Iterable[tuple[str, str]], rename: Callable[[str], str] = str) -> dict[tuple[str, str], str]:
@@ -55,6 +58,7 @@ def build_sessions(
     session_gap_hours: float,
     labels: Mapping[tuple[str, str], str] | None = None,
     languages: Mapping[tuple[str, str], str] | None = None,
+    relations: Mapping[tuple[str, str], Relation] | None = None,
 ) -> list[Session]:
     """Sessions of every chat, in chat order then time order; sessions never cross chats."""
     by_chat: dict[tuple[str, str], list[Message]] = defaultdict(list)
@@ -65,12 +69,13 @@ def build_sessions(
     for key in sorted(by_chat):
         label = labels[key] if labels else key[1]
         language = languages.get(key, UNKNOWN) if languages else UNKNOWN
+        relation = relations[key] if relations else Relation(OTHER, False)
         previous: Message | None = None
         number = 0
         for message in sorted(by_chat[key], key=lambda item: item.time):
             if previous is None or message.time - previous.time > session_gap:
                 number += 1
-                sessions.append(Session(f"{label}#{number}", label, language))
+                sessions.append(Session(f"{label}#{number}", label, language, [], relation.label, relation.group))
             turns = sessions[-1].turns
             role = ME if message.sender in me_senders else THEM
             sender = None if role == ME else message.sender  # the user's aliases are one sender

@@ -40,7 +40,8 @@ def resolve_inputs(cfg: DictConfig, record_path: Path | None, *, build: bool = T
     base_path = resolve_model_path(cfg.model, lambda: train_texts(dataset), cfg.paths.cache_dir)
     tokenizer = load_tokenizer(base_path, cfg.model, cfg.data.format)
     style = resolve_format(cfg.data.format, tokenizer)
-    formatter = ChatFormatter(tokenizer, style, role_tokens(cfg.model), int(cfg.data.max_length))
+    formatter = ChatFormatter(tokenizer, style, role_tokens(cfg.model), int(cfg.data.max_length),
+                              relationship_in_prompt=bool(cfg.data.relationship_in_prompt))
     return RunInputs(dataset, base_path, tokenizer, formatter)
 
 

@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from callbacks import AdapterCheckpoint, StopAtStep
 from callbacks.adapter_checkpoint import exported_step
-from replica.atomic import write_json
-from replica.config import validate
+from replica.atomic import write_json, write_text
+from replica.config import hide_relationship_names, validate
 from replica.errors import ReplicaInputError
 from replica.model.memory import return_freed_buffers_to_the_system
 from replica.prepare.store import RUN_RECORD
@@ -91,6 +91,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     return_freed_buffers_to_the_system()
     validate(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    _hide_names_in_hydra_copy(output_dir / ".hydra" / "config.yaml")
     ckpt_path = resolve_ckpt_path(cfg)
     if _is_rank_zero():
         print(f"run folder: {shown_path(output_dir)}", flush=True)
@@ -123,6 +124,18 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         write_json(output_dir / SUMMARY_FILE, summary)
         print("\n".join(report_lines(summary, output_dir)), flush=True)
     return summary
+
+
+def _hide_names_in_hydra_copy(saved: Path) -> None:
+    """Hydra's copy of the config, written before validation, with data.relationships' names hidden as well (names
+    given on the command line are hidden before Hydra starts; these came from a config file)."""
+    if not saved.is_file():
+        return
+    copy = OmegaConf.load(saved)
+    before = OmegaConf.to_yaml(copy)
+    hide_relationship_names(copy)
+    if OmegaConf.to_yaml(copy) != before:
+        write_text(saved, OmegaConf.to_yaml(copy))
 
 
 def _fit(trainer: Trainer, module: ReplicaModule, datamodule, ckpt_path: str | None) -> bool:
