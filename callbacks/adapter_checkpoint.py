@@ -31,6 +31,7 @@ def export_adapter(pl_module: LightningModule, formatter, out_dir: str | Path, e
             "role_tokens": dict(pl_module.model_cfg["role_tokens"]),
             "max_length": formatter.max_length,
             "relationship_in_prompt": formatter.relationship_in_prompt,
+            "relationships": formatter.labels,
             "base_model": pl_module.base_path,
             **extra,
         }

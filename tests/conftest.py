@@ -77,6 +77,21 @@ def tiny_model_cfg() -> dict:
     return TINY_MODEL_CFG
 
 
+ENGLISH_SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "english"
+# Sam writes tidy sentences to Mum and lowercase bursts to Jake and Priya (examples/generate_english_sample.py).
+LABELLED_DATA = [f"data.exports=[{ENGLISH_SAMPLE}]", "data.me=['Sam Rivera']",
+                 "data.relationships={Mum: family, 'Jake Miller': friend, Priya Shah: friend}"]
+
+
+@pytest.fixture(scope="session")
+def labelled_run(tmp_path_factory) -> Path:
+    """A tiny real run (4-bit + LoRA) of the English sample whose prompts name the relationship: family or friend."""
+    from tests.helpers import train_tiny
+
+    _, run_dir = train_tiny(tmp_path_factory.mktemp("labelled"), LABELLED_DATA)
+    return run_dir
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under CI (REPLICA_REQUIRE_ALL=1) a skipped test is a failure: a missing browser or model never passes."""

@@ -132,7 +132,8 @@ def test_prepare_dataset_end_to_end_on_a_whatsapp_export(tmp_path):
     assert not (sessions["train"] & sessions["val"] or sessions["train"] & sessions["test"]
                 or sessions["val"] & sessions["test"])
     row = rows["train"][0]
-    assert set(row) == {"context", "target", "session", "time", "language", "chat"}
+    assert set(row) == {"context", "target", "session", "time", "language", "chat", "relationship", "group"}
+    assert (row["relationship"], row["group"]) == ("other", False)  # a 1:1 chat data.relationships does not list
     assert row["chat"] == "<NAME_1>" and row["session"].startswith("<NAME_1>#") and row["language"] == "it"
     assert row["context"][-1]["role"] == "them" and "<PHONE_1>" in row["context"][-1]["text"]
     targets = {row["target"] for split in rows.values() for row in split}

@@ -61,6 +61,7 @@ def test_one_example_per_user_turn_with_a_previous_turn():
     assert examples == [{
         "context": [{"role": "me", "text": "first"}, {"role": "them", "text": "x"}],
         "target": "y", "session": "Luca#1", "time": "2024-05-01T09:02:00", "language": "und", "chat": "Luca",
+        "relationship": "other", "group": False,
     }]
 
 

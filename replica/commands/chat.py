@@ -14,9 +14,12 @@ from dataclasses import replace
 from typing import TextIO
 
 from replica.commands.arguments import non_negative_int, positive_float, positive_int, probability
+from replica.errors import ReplicaInputError
+from replica.prepare.relationships import GROUP
 
 RESET = "/reset"
 QUIT = "/quit"
+TO = "/to"
 REPLY_PREFIX = "replica> "
 USER_PROMPT = "you> "
 FROM_RUN = "(default: the run's generation block)"
@@ -26,9 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="replica chat",
         description="Chat with a fine-tuned run: you write as the other person, the replica answers as you.",
-        epilog=f"in the chat: {RESET} clears the context, {QUIT} (or Ctrl-D) exits",
+        epilog=f"in the chat: {RESET} clears the context, {TO} LABEL changes who you are to the replica, {QUIT} (or "
+               "Ctrl-D) exits. A reply of several messages prints one line per message.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder train.py printed (holds adapter/)")
+    parser.add_argument(
+        "--to", metavar="LABEL",
+        help="who you are to the replica: one of the run's relationship labels, e.g. family or friend (default: its "
+             "most common; runs trained without data.relationships take none)",
+    )
     parser.add_argument("--context", type=positive_int, default=8, help="turns of both sides kept as context (default 8)")
     parser.add_argument("--max-new-tokens", type=positive_int, help=f"reply length limit in tokens {FROM_RUN}")
     parser.add_argument("--temperature", type=positive_float, help=f"sampling temperature {FROM_RUN}")
@@ -50,17 +59,28 @@ def main(argv: Sequence[str]) -> int:
     from replica.devices import resolve_device
     from replica.model.run_dir import inspect_run
 
+    from replica.model.formatting import choose_relationship
+
     info = inspect_run(args.run_dir)  # fail fast, before torch and the model load
-    session = ChatSession.load(args, resolve_device(args.device, option="--device"))
+    labels = info.meta.get("relationships", [])
+    in_prompt = bool(info.meta.get("relationship_in_prompt"))
+    try:
+        relationship = choose_relationship(args.to, labels, in_prompt)
+    except ReplicaInputError as err:
+        raise ReplicaInputError(f"--to: {err}") from None
+    session = ChatSession.load(args, resolve_device(args.device, option="--device"), relationship)
     print(f"sampling: {session.settings()}", file=sys.stderr)
     if args.once is not None:
-        print(session.reply(args.once))
+        print("\n".join(session.reply(args.once)))
         return 0
     print(
         f"Chatting with {info.run_dir} ({info.meta['base_model']} + adapter). You write as them, the replica answers "
         f"as you.\nCommands: {RESET} clears the context, {QUIT} or Ctrl-D exits.",
         file=sys.stderr,
     )
+    if relationship is not None:
+        print(f"talking to you as: {relationship} (this run's labels: {', '.join(labels)}; {TO} LABEL changes it)",
+              file=sys.stderr)
     chat_loop(session, sys.stdin, interactive=sys.stdin.isatty())
     return 0
 
@@ -68,8 +88,10 @@ def main(argv: Sequence[str]) -> int:
 class ChatSession:
     """A loaded run plus the rolling context of the conversation (kept in memory only)."""
 
-    def __init__(self, model, formatter, sampling, context_turns: int, seed: int | None) -> None:
+    def __init__(self, model, formatter, sampling, context_turns: int, seed: int | None,
+                 relationship: str | None = None) -> None:
         self.model = model
+        self.relationship = relationship
         self.formatter = formatter
         self.sampling = sampling
         self.context_turns = context_turns
@@ -78,7 +100,7 @@ class ChatSession:
         self.replies = 0
 
     @classmethod
-    def load(cls, args: argparse.Namespace, device: str) -> ChatSession:
+    def load(cls, args: argparse.Namespace, device: str, relationship: str | None = None) -> ChatSession:
         from transformers.utils import logging as hf_logging
 
         from replica.inference.generation import Sampling
@@ -99,7 +121,7 @@ class ChatSession:
             top_k=args.top_k,
             repetition_penalty=args.repetition_penalty,
         )
-        return cls(model, formatter, sampling, args.context, args.seed)
+        return cls(model, formatter, sampling, args.context, args.seed, relationship)
 
     def settings(self) -> str:
         """The sampling in effect (the run's block, with the flags given), as one line."""
@@ -108,27 +130,39 @@ class ChatSession:
         keys = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens")
         return ", ".join(f"{key} {getattr(self.sampling, key)}" for key in keys)
 
-    def reply(self, text: str) -> str:
-        """Add `text` as their message, generate the replica's answer (on one line), keep both in the context."""
+    def reply(self, text: str) -> list[str]:
+        """Add `text` as their message, generate the replica's answer, keep both in the context; the answer's
+        messages (a burst is several), each on one line."""
         from replica.inference.generation import generate_replies
 
         self.turns.append({"role": "them", "text": text})
         seed = secrets.randbelow(2**31) if self.seed is None else self.seed + self.replies
         sampling = replace(self.sampling, seed=seed)
-        generated = generate_replies(self.model, self.formatter, [self.turns[-self.context_turns :]], sampling, 1)
-        answer = " ".join(generated[0].text.split())
+        context = self.turns[-self.context_turns :]
+        generated = generate_replies(self.model, self.formatter, [context], sampling, 1,
+                                     relations=[(self.relationship, self.relationship == GROUP)])
+        messages = [" ".join(line.split()) for line in generated[0].text.splitlines()]
+        messages = [message for message in messages if message]
         self.replies += 1
-        if answer:
-            self.turns.append({"role": "me", "text": answer})
+        if messages:
+            self.turns.append({"role": "me", "text": "\n".join(messages)})
         self.turns = self.turns[-self.context_turns :]
-        return answer
+        return messages
+
+    def talk_to(self, label: str) -> str:
+        """Switch the relationship the replica answers (the context is kept); a one-line notice either way."""
+        try:
+            self.relationship = self.formatter.addressee(label)
+        except ReplicaInputError as err:
+            return str(err)
+        return f"(talking to you as: {self.relationship})"
 
     def reset(self) -> None:
         self.turns.clear()
 
 
 def chat_loop(session: ChatSession, lines: TextIO, *, interactive: bool) -> None:
-    """Read messages until /quit or end of input; print one reply line per message."""
+    """Read messages until /quit or end of input; print the reply's messages, one line each."""
     if interactive:
         import readline  # noqa: F401  (line editing for input(); its history stays in memory)
     while (line := _read_line(lines, interactive)) is not None:
@@ -138,8 +172,11 @@ def chat_loop(session: ChatSession, lines: TextIO, *, interactive: bool) -> None
         if text == RESET:
             session.reset()
             print("(context cleared)", file=sys.stderr)
+        elif text.startswith(TO + " ") or text == TO:
+            print(session.talk_to(text[len(TO):].strip()), file=sys.stderr)
         elif text:
-            print(REPLY_PREFIX + session.reply(text), flush=True)
+            for message in session.reply(text) or [""]:
+                print(REPLY_PREFIX + message, flush=True)
 
 
 def _read_line(lines: TextIO, interactive: bool) -> str | None:

@@ -44,7 +44,8 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True
         raise _damaged(info, "the adapter", err) from None
     model.eval()
     formatter = ChatFormatter(tokenizer, info.meta["format"], RoleTokens(**info.meta["role_tokens"]), info.meta["max_length"],
-                              relationship_in_prompt=info.meta.get("relationship_in_prompt", False))
+                              relationship_in_prompt=info.meta.get("relationship_in_prompt", False),
+                              labels=info.meta.get("relationships", ()))
     return model, formatter, info
 
 
@@ -101,5 +102,6 @@ def load_merged(model_dir: str | Path, *, device: str = "cpu"):
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
     model.eval()
     formatter = ChatFormatter(tokenizer, style, tokens, max_length,
-                              relationship_in_prompt=meta.get("relationship_in_prompt", False))
+                              relationship_in_prompt=meta.get("relationship_in_prompt", False),
+                              labels=meta.get("relationships", ()))
     return model, formatter, meta

@@ -14,7 +14,8 @@ from replica.model.run_dir import RunInfo
 
 # replica.json keys copied into the merged folder: the chat format only, never the training config (it names
 # the user and their export paths, and a merged folder is meant to be shared).
-FORMAT_KEYS = ("format_version", "format", "end_of_turn", "stop_strings", "role_tokens", "max_length", "base_model")
+FORMAT_KEYS = ("format_version", "format", "end_of_turn", "stop_strings", "role_tokens", "max_length", "base_model",
+               "relationship_in_prompt", "relationships")
 
 
 def merged_model(run_dir: str | Path):

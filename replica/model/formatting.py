@@ -39,7 +39,8 @@ class ChatFormatter:
     """
 
     def __init__(
-        self, tokenizer, style: str, tokens: RoleTokens, max_length: int, *, relationship_in_prompt: bool = False
+        self, tokenizer, style: str, tokens: RoleTokens, max_length: int, *, relationship_in_prompt: bool = False,
+        labels: Sequence[str] = (),
     ) -> None:
         if style not in FORMATS:
             raise ReplicaInputError(f"data.format={style!r} is unknown: use one of {', '.join(FORMATS)}")
@@ -48,6 +49,7 @@ class ChatFormatter:
         self.tokens = tokens
         self.max_length = max_length
         self.relationship_in_prompt = relationship_in_prompt
+        self.labels = list(labels)  # the run's relationship labels, most common first (none for older runs)
         self._bos = [tokenizer.bos_token_id] if _adds_bos(tokenizer) else []
         if style == "role_tokens":
             self.end_of_turn = tokens.eot
@@ -72,6 +74,10 @@ class ChatFormatter:
     def stop_token_ids(self) -> list[int]:
         ids = {self.end_of_turn_id, self.tokenizer.eos_token_id}
         return sorted(i for i in ids if i is not None)
+
+    def addressee(self, label: str | None) -> str | None:
+        """The relationship a reply is generated for (see `choose_relationship`)."""
+        return choose_relationship(label, self.labels, self.relationship_in_prompt)
 
     # ---- encoding -------------------------------------------------------------------------------------
     def encode(self, context: Sequence[dict], target: str, relationship: str | None = None,
@@ -215,6 +221,21 @@ class ChatFormatter:
             if not messages:
                 return None
             messages = self._messages_without_oldest(messages)
+
+
+def choose_relationship(label: str | None, labels: Sequence[str], in_prompt: bool) -> str | None:
+    """`label` checked against a run's labels (most common first), else the most common one; None when the run's
+    prompts name no relationship. An unknown label raises one line listing the valid ones."""
+    if not in_prompt or not labels:
+        if label is not None:
+            raise ReplicaInputError(f"relationship {label!r}: this run was trained without relationship labels "
+                                    "(data.relationships); leave the relationship out")
+        return None
+    if label is None:
+        return labels[0]
+    if label not in labels:
+        raise ReplicaInputError(f"unknown relationship {label!r}: this run knows {', '.join(labels)}")
+    return label
 
 
 def _spoken(turn: Mapping) -> str:

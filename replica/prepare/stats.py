@@ -94,7 +94,7 @@ def format_stats(stats: Mapping) -> str:
         ("languages", languages or "none"),
         ("dates", f"{span['first']} .. {span['last']} ({span['days']} days)"),
         ("examples", " / ".join(f"{name} {examples[name]}" for name in SPLITS) + f" (total {examples['total']})"),
-        ("relationships", ", ".join(f"{label} {count}" for label, count in
+        ("relationship", ", ".join(f"{label} {count}" for label, count in
                                     stats.get("examples_per_relationship", {}).items()) or "none"),
         ("target chars", ", ".join(f"{key} {value:g}" for key, value in lengths.items())),
         ("duplicates", _duplicates_row(stats.get("duplicates"))),

@@ -6,6 +6,7 @@ The datamodule, the module and the callbacks each receive the pieces they need a
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from replica.model.base_model import load_tokenizer, resolve_model_path, role_to
 from replica.model.formatting import ChatFormatter, resolve_format
 from replica.prepare.config import parse_data_config
 from replica.prepare.pipeline import prepare_dataset
+from replica.prepare.relationships import OTHER
 from replica.prepare.store import PreparedDataset, dataset_folder, dataset_identity, open_dataset
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,8 @@ def resolve_inputs(cfg: DictConfig, record_path: Path | None, *, build: bool = T
     tokenizer = load_tokenizer(base_path, cfg.model, cfg.data.format)
     style = resolve_format(cfg.data.format, tokenizer)
     formatter = ChatFormatter(tokenizer, style, role_tokens(cfg.model), int(cfg.data.max_length),
-                              relationship_in_prompt=bool(cfg.data.relationship_in_prompt))
+                              relationship_in_prompt=bool(cfg.data.relationship_in_prompt and cfg.data.relationships),
+                              labels=run_labels(dataset))
     return RunInputs(dataset, base_path, tokenizer, formatter)
 
 
@@ -63,6 +66,12 @@ def published_dataset(data_cfg: DictConfig) -> PreparedDataset:
     if dataset is None:
         raise ReplicaInputError(f"{folder}: the dataset is not prepared; run `replica prepare` or train.py")
     return dataset
+
+
+def run_labels(dataset: PreparedDataset) -> list[str]:
+    """The relationship labels of the train split, most common first (ties by name)."""
+    counts = Counter(example.get("relationship", OTHER) for example in read_jsonl(dataset.split_path("train")))
+    return sorted(counts, key=lambda label: (-counts[label], label))
 
 
 def train_texts(dataset: PreparedDataset) -> list[str]:
