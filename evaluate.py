@@ -25,7 +25,7 @@ def _fail(err: ReplicaInputError) -> None:
 
 
 def _print_summary(metrics: dict[str, Any]) -> None:
-    from replica.evaluation.report import format_value
+    from replica.evaluation.report import format_value, with_interval
     from replica.evaluation.outputs import EVAL_DIR, HEADLINE
 
     for key in HEADLINE:
@@ -33,6 +33,10 @@ def _print_summary(metrics: dict[str, Any]) -> None:
         change = metrics.get("difference", {}).get(key) or {}
         verdict = " (significant)" if change.get("significant") else ""
         print(f"{key:>22}: {format_value(key, base):>9} -> {format_value(key, tuned)}{verdict}")
+    if "mean" in metrics.get("label_fidelity", {}):
+        fidelity = metrics["label_fidelity"]["mean"]
+        print(f"{'label_fidelity':>22}: {with_interval('fidelity', fidelity['fidelity'], fidelity['fidelity_ci'])} "
+              f"(ceiling {format_value('fidelity', fidelity['ceiling'])})")
     print(f"report: {metrics['meta']['run_dir']}/{EVAL_DIR}/report.md")
 
 

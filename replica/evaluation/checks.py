@@ -16,6 +16,9 @@ SETTING_RULES = (
     ("intervals.resamples", lambda v: isinstance(v, int) and v >= 100, "an integer >= 100"),
     ("memorization.max_indexed_chars", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("eval.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("relationships.min_examples", lambda v: isinstance(v, int) and v >= 2, "an integer >= 2"),
+    ("relationships.fidelity", lambda v: isinstance(v, bool), "true or false"),
+    ("relationships.min_train_replies", lambda v: isinstance(v, int) and v >= 2, "an integer >= 2"),
 )
 
 

@@ -107,6 +107,15 @@ def build_reference(
     return Reference(examples, memorization, distinctive_words(user, other), secrets)
 
 
+def replies_by_label(rows: Sequence[dict]) -> dict[str, list[str]]:
+    """The real replies of `rows` grouped by relationship label (rows without one are left out)."""
+    replies: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("relationship"):
+            replies.setdefault(row["relationship"], []).append(row["target"])
+    return replies
+
+
 @dataclass
 class HeldOut:
     """The run's held-out sample as a Reference, with where it came from (for the report's header)."""
@@ -116,6 +125,7 @@ class HeldOut:
     split_size: int
     train_size: int
     pii_note: str | None
+    train_replies: dict[str, list[str]]  # the train split's real replies per relationship label
 
 
 def read_held_out(run_dir: Path, cfg: DictConfig) -> HeldOut:
@@ -128,4 +138,4 @@ def read_held_out(run_dir: Path, cfg: DictConfig) -> HeldOut:
     examples = sample_examples(split_rows, cfg.eval.max_examples, cfg.seed)
     secrets, pii_note = leak_secrets(read_run_record(run_dir)["data"])  # exports as absolute paths
     reference = build_reference(examples, train_rows, secrets, cfg.memorization.max_indexed_chars, cfg.seed)
-    return HeldOut(reference, dataset.key, len(split_rows), len(train_rows), pii_note)
+    return HeldOut(reference, dataset.key, len(split_rows), len(train_rows), pii_note, replies_by_label(train_rows))

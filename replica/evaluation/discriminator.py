@@ -42,7 +42,8 @@ def stylometric_features(texts: Sequence[str]) -> np.ndarray:
     return np.asarray(rows, dtype=float).reshape(len(texts), -1)
 
 
-def _pipeline(seed: int):
+def reply_classifier(seed: int):
+    """Character 1-4-gram TF-IDF + scaled stylometric features, balanced logistic regression (unfitted)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
@@ -95,5 +96,5 @@ def discriminate(real: Sequence[str], generated: Sequence[Sequence[str]], seed: 
     if folds < 2 or len(texts) == len(real):
         return Discrimination(np.full(len(texts), 0.5), labels, owner)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scores = cross_val_predict(_pipeline(seed), texts, labels, groups=owner, cv=splitter, method="predict_proba")
+    scores = cross_val_predict(reply_classifier(seed), texts, labels, groups=owner, cv=splitter, method="predict_proba")
     return Discrimination(scores[:, 1], labels, owner)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from replica.atomic import replace_dir, write_json, write_jsonl, write_text
 from replica.evaluation.data import HeldOut, Reference
+from replica.evaluation.label_report import relationship_sections
 from replica.evaluation.report import write_report
 
 EVAL_DIR = "eval"
@@ -116,5 +117,6 @@ def write_eval_dir(
                 "fine-tuned": [text for group in sides["finetuned"].replies.texts for text in group],
             },
             probes=probes,
+            sections=relationship_sections(metrics),
         )
     return run_dir / EVAL_DIR / "report.md"

@@ -212,7 +212,7 @@ def format_delta(key: str, delta: Any) -> str:
     return f"{delta:+,.2f}" if abs(delta) >= 10 else f"{delta:+.3f}"
 
 
-def _with_interval(key: str, value: Any, interval: Any, formatter=format_value) -> str:
+def with_interval(key: str, value: Any, interval: Any, formatter=format_value) -> str:
     text = formatter(key, value)
     if text and isinstance(interval, Sequence) and len(interval) == 2 and all(map(_is_number, interval)):
         text += f" [{formatter(key, interval[0])}, {formatter(key, interval[1])}]"
@@ -238,7 +238,7 @@ def _table(metrics: Mapping[str, Any], reference: Mapping[str, tuple[float, floa
     for key in keys:
         change = difference.get(key) or {}
         if change:
-            delta = _with_interval(key, change.get("delta"), change.get("ci"), format_delta)
+            delta = with_interval(key, change.get("delta"), change.get("ci"), format_delta)
             significant = "yes" if change.get("significant") else "no"
         else:
             base, tuned = baseline.get(key), finetuned.get(key)
@@ -246,13 +246,13 @@ def _table(metrics: Mapping[str, Any], reference: Mapping[str, tuple[float, floa
             delta, significant = (format_delta(key, tuned - base) if numbers else ""), ""
         row = [
             metric_label(key),
-            _with_interval(key, baseline.get(key), base_ci.get(key)),
-            _with_interval(key, finetuned.get(key), tuned_ci.get(key)),
+            with_interval(key, baseline.get(key), base_ci.get(key)),
+            with_interval(key, finetuned.get(key), tuned_ci.get(key)),
             delta,
             significant,
         ]
         if real:
-            row.append(_with_interval(key, real.get(key), real_ci.get(key)) if key in real else "–")
+            row.append(with_interval(key, real.get(key), real_ci.get(key)) if key in real else "–")
         if key in reference:
             before, after = reference[key]
             row.append(f"{format_value(key, before)} → {format_value(key, after)}")
@@ -469,12 +469,14 @@ def write_report(
     loss_csv: Path | None = None,
     replies: Mapping[str, Sequence[str]] | None = None,
     probes: Sequence[dict] | None = None,
+    sections: Sequence[str] = (),
 ) -> list[Path]:
     """Write report.md, metrics.png, lengths.png (when `replies` given) and loss.png (when `loss_csv` given).
 
     `replies` maps a series name ("real", "baseline", "fine-tuned") to its reply texts; only their lengths are
     plotted. `probes` (answers of both sides, sampled as `metrics["meta"]["decoding"]` says) and the blind test
-    (`metrics["human"]`) get their own sections. Returns the written paths, report.md last.
+    (`metrics["human"]`) get their own sections; `sections` are further markdown sections appended in order.
+    Returns the written paths, report.md last.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -490,6 +492,7 @@ def write_report(
         text += probes_markdown(probes, metrics["meta"]["decoding"])
     if "human" in metrics:
         text += human_markdown(metrics["human"])
+    text += "".join(sections)
     report = out_dir / "report.md"
     write_text(report, text)
     return plots + [report]

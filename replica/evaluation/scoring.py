@@ -85,6 +85,24 @@ def copy_statistics(texts: Sequence[Sequence[str]], memorization) -> dict[str, S
     }
 
 
+def label_statistics(
+    sampled: Sequence[Sequence[Any]], perplexity: tuple[Sequence[float], Sequence[int]], targets: Sequence[str],
+    user_vocab: Sequence[str], seed: int,
+) -> dict[str, Statistic]:
+    """Perplexity, clean stops, style similarity and discriminator AUC of sampled replies (`sampled[i]` answers
+    `targets[i]`): the metrics also reported per relationship label."""
+    from replica.evaluation.discriminator import discriminate
+    from replica.evaluation.style import style_similarity_statistic
+
+    texts = [[reply.text for reply in group] for group in sampled]
+    return {
+        "perplexity": perplexity_statistic(*perplexity),
+        "clean_stop_rate": weighted_mean([np.mean([reply.clean_stop for reply in group]) for group in sampled]),
+        "style_similarity": style_similarity_statistic(texts, targets, user_vocab),
+        "discriminator_auc": discriminate(targets, texts, seed=seed).auc,
+    }
+
+
 def side_statistics(
     replies: Replies,
     perplexity: tuple[Sequence[float], Sequence[int]],
@@ -95,11 +113,10 @@ def side_statistics(
     seed: int,
 ) -> tuple[dict[str, Statistic], dict[str, Any]]:
     """(statistics with intervals, plain values) of one side."""
-    from replica.evaluation.discriminator import discriminate
     from replica.evaluation.lexical import distinct_n, loops
     from replica.evaluation.pii import pii_leak_count
     from replica.evaluation.semantic import pair_cosines
-    from replica.evaluation.style import style_similarity, style_similarity_statistic
+    from replica.evaluation.style import style_similarity
 
     texts = replies.texts
     n = len(texts)
@@ -107,16 +124,12 @@ def side_statistics(
     flat = [text for group in texts for text in group]
     prompts = [prompt for prompt in reference.prompts for _ in range(per)]
     real_alignment = pair_cosines(reference.prompts, reference.targets, embedder)
-    discrimination = discriminate(reference.targets, texts, seed=seed)
     statistics: dict[str, Statistic] = {
-        "perplexity": perplexity_statistic(*perplexity),
+        **label_statistics(replies.sampled, perplexity, reference.targets, reference.user_vocab, seed),
         **overlap_statistics(texts, reference, embedder, metrics_cfg, device),
         "prompt_alignment": weighted_ratio(_per_example(pair_cosines(prompts, flat, embedder), n), real_alignment),
         "length_ratio": weighted_ratio([np.mean([len(t) for t in group]) for group in texts],
                                        [len(target) for target in reference.targets]),
-        "clean_stop_rate": weighted_mean([np.mean([reply.clean_stop for reply in group]) for group in replies.sampled]),
-        "style_similarity": style_similarity_statistic(texts, reference.targets, reference.user_vocab),
-        "discriminator_auc": discrimination.auc,
         "repeated_3gram_rate": weighted_mean([np.mean([loops(text) for text in group]) for group in texts]),
         **copy_statistics(texts, reference.memorization),
     }

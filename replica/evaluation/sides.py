@@ -29,8 +29,17 @@ def model_side(model, side: str) -> Iterator[Any]:
         yield model
 
 
+Relations = Sequence[tuple[str | None, bool]]  # per example: (relationship label, group chat) its prompt names
+
+
+def example_relations(examples: Sequence[dict]) -> list[tuple[str | None, bool]]:
+    """Each example's own (relationship, group): what the fine-tuned side of a labelled run is prompted with."""
+    return [(example.get("relationship"), bool(example.get("group", False))) for example in examples]
+
+
 def example_nll(
-    model, formatter, examples: Sequence[dict], batch_size: int, desc: str = "perplexity"
+    model, formatter, examples: Sequence[dict], batch_size: int, desc: str = "perplexity",
+    relations: Relations | None = None,
 ) -> tuple[list[float], list[int]]:
     """Per example: summed NLL and count of its reply + end-of-turn tokens (0, 0 when it doesn't fit max_length)."""
     import torch
@@ -40,7 +49,9 @@ def example_nll(
     from replica.model.loss import reply_token_nll
 
     nll, counts = [0.0] * len(examples), [0] * len(examples)
-    encoded = [formatter.encode(example["context"], example["target"]) for example in examples]
+    relations = relations or [(None, False)] * len(examples)
+    encoded = [formatter.encode(example["context"], example["target"], label, group)
+               for example, (label, group) in zip(examples, relations, strict=True)]
     rows = sorted(
         (
             {"index": index, "input_ids": e.input_ids, "labels": e.labels}
@@ -85,18 +96,24 @@ def decoding_settings(decoding: Mapping):
     return sampled, greedy
 
 
-def generate_side(model, formatter, contexts: Sequence[list[dict]], decoding: Mapping, batch_size: int) -> Replies:
-    """Replies of the active side: `decoding.samples` sampled replies per context, plus greedy ones."""
+def generate_side(
+    model, formatter, contexts: Sequence[list[dict]], decoding: Mapping, batch_size: int,
+    relations: Relations | None = None,
+) -> Replies:
+    """Replies of the active side: `decoding.samples` sampled replies per context, plus greedy ones; context i is
+    addressed to `relations[i]` when given."""
     from replica.inference.generation import generate_replies
 
     sampled, greedy = decoding_settings(decoding)
     samples = decoding["samples"]
     repeated = [context for context in contexts for _ in range(samples)]
-    flat = generate_replies(model, formatter, repeated, sampled, batch_size, progress=True)
+    repeated_relations = None if relations is None else [relation for relation in relations for _ in range(samples)]
+    flat = generate_replies(model, formatter, repeated, sampled, batch_size, progress=True, relations=repeated_relations)
     groups = [flat[index * samples : (index + 1) * samples] for index in range(len(contexts))]
     greedy_replies = None
     if decoding["greedy"]:
-        greedy_replies = generate_replies(model, formatter, contexts, greedy, batch_size, progress=True)
+        greedy_replies = generate_replies(model, formatter, contexts, greedy, batch_size, progress=True,
+                                          relations=relations)
     return Replies(groups, greedy_replies)
 
 
@@ -110,16 +127,23 @@ class SideOutput:
 
 
 def run_side(
-    model, formatter, side: str, reference: Reference, probes: Sequence[str], decoding: Mapping, batch_size: int
+    model, formatter, side: str, reference: Reference, probes: Sequence[str], decoding: Mapping, batch_size: int,
+    labelled: bool = False,
 ) -> SideOutput:
-    """Everything one side is scored on: held-out NLL, held-out replies, and sampled answers to the probes."""
+    """Everything one side is scored on: held-out NLL, held-out replies, and sampled answers to the probes.
+
+    In a `labelled` run the fine-tuned side addresses each example to its own relationship and the probes to the
+    run's most common one; the baseline (and every side of an unlabelled run) sees no label."""
     from replica.inference.generation import generate_replies
 
     samples = decoding["samples"]
     probe_contexts = [[{"role": "them", "text": prompt}] for prompt in probes for _ in range(samples)]
+    relations = example_relations(reference.examples) if labelled and side == "finetuned" else None
+    probe_relations = [(formatter.addressee(None), False)] * len(probe_contexts) if relations else None
     with model_side(model, side):
-        nll = example_nll(model, formatter, reference.examples, batch_size, f"perplexity ({side})")
-        replies = generate_side(model, formatter, reference.contexts, decoding, batch_size)
-        answers = generate_replies(model, formatter, probe_contexts, decoding_settings(decoding)[0], batch_size, progress=True)
+        nll = example_nll(model, formatter, reference.examples, batch_size, f"perplexity ({side})", relations)
+        replies = generate_side(model, formatter, reference.contexts, decoding, batch_size, relations)
+        answers = generate_replies(model, formatter, probe_contexts, decoding_settings(decoding)[0], batch_size,
+                                   progress=True, relations=probe_relations)
     texts = [reply.text for reply in answers]
     return SideOutput(nll, replies, [texts[index * samples : (index + 1) * samples] for index in range(len(probes))])

@@ -1,0 +1,139 @@
+"""Label fidelity of a relationship-conditioned run against its ablation, trained the same way (issue 17).
+
+    python benchmarks/label_fidelity.py                        # tiny model, two runs, last line JSON
+    python benchmarks/label_fidelity.py --model smollm2-135m --steps 60 --lr 2e-4
+    python benchmarks/label_fidelity.py --steps 40 trainer.val_check_interval=20   # extra args: Hydra overrides
+
+Two runs train on the English sample (`examples/english`: Sam writes full sentences to Mum, lowercase bursts to
+Jake and Priya) with `data.relationships={Mum: family, 'Jake Miller': friend, Priya Shah: friend}`, the same seed,
+steps and learning rate: **conditioned** (each prompt names the relationship) and **ablation**
+(`data.relationship_in_prompt=false`: the same data and base, no label in the prompt). Each run's label fidelity
+is then measured as `evaluate.py` measures it (`replica/evaluation/fidelity.py`): every held-out context is
+answered under each label with the same seed, and a classifier trained on Sam's real replies to family vs friends
+says which label each reply reads as. The ablation's replies to one context are identical under both labels, so
+its fidelity is 0.5 by construction; the question is whether the conditioned run's interval lies above it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import replica/, data_modules/, callbacks/
+
+RELATIONSHIPS = "data.relationships={Mum: family, 'Jake Miller': friend, Priya Shah: friend}"
+VARIANTS = {"conditioned": "data.relationship_in_prompt=true", "ablation": "data.relationship_in_prompt=false"}
+
+
+def training_overrides(args: argparse.Namespace, work: Path) -> list[str]:
+    """What both runs share: the English sample with its relationships, the model, steps, learning rate, seed."""
+    overrides = [
+        "data=english", RELATIONSHIPS, "trainer=cpu", "trainer.max_epochs=-1", f"trainer.max_steps={args.steps}",
+        "trainer.check_val_every_n_epoch=null", f"trainer.val_check_interval={args.steps}",
+        "trainer.enable_progress_bar=false", "callbacks.stop_sequence_eval.num_samples=8",
+        f"callbacks.stop_sequence_eval.max_new_tokens={args.max_new_tokens}", f"seed={args.seed}",
+        f"paths.data_dir={work / 'data'}", f"paths.log_dir={work / 'logs'}",
+    ]
+    if args.model:
+        overrides.append(f"model={args.model}")
+    if args.lr is not None:
+        overrides.append(f"optimizer.lr={args.lr}")
+    return [*overrides, *args.overrides]
+
+
+def train_variant(overrides: Sequence[str], variant: str, work: Path) -> Path:
+    """Train one variant into `<work>/<variant>`; return its run folder."""
+    from replica.config import compose
+    from train import train
+
+    cfg = compose("train", [*overrides, VARIANTS[variant]], output_dir=str(work / variant))
+    train(cfg)
+    return Path(cfg.paths.output_dir)
+
+
+def run_fidelity(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The run's label fidelity on (a seeded sample of) its test split, sampled as the run's generation block says."""
+    from replica.evaluation.data import load_split, replies_by_label, sample_examples
+    from replica.evaluation.fidelity import label_fidelity
+    from replica.inference.generation import Sampling
+    from replica.inference.loading import load_run
+    from replica.prepare.pipeline import run_dataset
+    from replica.settings import GenerationSection
+
+    dataset = run_dataset(run_dir, log=lambda *_: None)
+    examples = sample_examples(load_split(dataset.dir, "test"), args.contexts, args.seed)
+    model, formatter, info = load_run(run_dir, device="cpu")
+    block = GenerationSection.of_run(info.config)
+    sampling = Sampling.from_block(block, do_sample=True, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    return label_fidelity(model, formatter, replies_by_label(load_split(dataset.dir, "train")), examples, sampling,
+                          args.samples, 16, 20, args.resamples, args.seed)
+
+
+def overlap(left: Sequence[float] | None, right: Sequence[float] | None) -> bool | None:
+    """Whether two intervals share a point (None when one is missing)."""
+    if not left or not right:
+        return None
+    return left[0] <= right[1] and right[0] <= left[1]
+
+
+def summary_line(variant: str, fidelity: dict[str, Any]) -> str:
+    if "mean" not in fidelity:
+        return f"{variant:>12}: not measured ({fidelity['note']})"
+    mean = fidelity["mean"]
+    low, high = mean["fidelity_ci"] or (float("nan"), float("nan"))
+    return (f"{variant:>12}: fidelity {mean['fidelity']:.3f} [{low:.3f}, {high:.3f}]  own context "
+            f"{mean['own_context']:.3f}  ceiling {mean['ceiling']:.3f}  ({fidelity['contexts']} contexts x "
+            f"{fidelity['samples']} samples, labels {', '.join(fidelity['labels'])})")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="a conf/model preset, e.g. smollm2-135m (default: tiny)")
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps of each run (default 200)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the model preset's)")
+    parser.add_argument("--contexts", type=int, default=None, help="held-out contexts scored (default: the test split)")
+    parser.add_argument("--samples", type=int, default=2, help="sampled replies per context and label (default 2)")
+    parser.add_argument("--max-new-tokens", type=int, default=24, help="reply length limit (default 24)")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="training, sampling and bootstrap seed (default 0)")
+    parser.add_argument("overrides", nargs="*", help="further Hydra overrides of conf/train.yaml for both runs")
+    args = parser.parse_args(argv)
+    if min(args.steps, args.samples, args.max_new_tokens) < 1 or args.resamples < 100:
+        parser.error("--steps, --samples and --max-new-tokens must be at least 1, --resamples at least 100")
+
+    from replica.errors import ReplicaInputError
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="replica-label-fidelity-") as tmp:
+        overrides = training_overrides(args, Path(tmp))
+        try:
+            for variant in VARIANTS:
+                results[variant] = run_fidelity(train_variant(overrides, variant, Path(tmp)), args)
+        except ReplicaInputError as err:
+            print(f"label_fidelity.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+            sys.exit(2)
+    for variant, fidelity in results.items():
+        print(summary_line(variant, fidelity))
+    intervals = [results[variant].get("mean", {}).get("fidelity_ci") for variant in VARIANTS]
+    shared = overlap(*intervals)
+    print(f"intervals overlap: {'n/a' if shared is None else 'yes' if shared else 'no'}")
+    result = {
+        "model": args.model or "tiny", "steps": args.steps, "lr": args.lr, "seed": args.seed, "samples": args.samples,
+        **{variant: {key: fidelity.get("mean", {}).get(key) for key in ("fidelity", "fidelity_ci", "own_context",
+                                                                         "ceiling")}
+           for variant, fidelity in results.items()},
+        "intervals_overlap": shared,
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
