@@ -141,7 +141,8 @@ def build_app(args: argparse.Namespace, merged: bool, info):
         window_s=args.batch_window_ms / 1000,
         queue_size=args.queue_size,
     )
-    engine = Engine(batcher, sampling, "replica", limits, formatter.prompt_ids)
+    labels = formatter.labels if formatter.relationship_in_prompt else []  # the ablation's labels do not reach prompts
+    engine = Engine(batcher, sampling, "replica", limits, formatter.prompt_ids, labels)
     blind = blind_test_of_run(None if merged else info, BlindLimits(guesses_per_hour=args.blind_guesses_per_hour))
     return create_app(engine, args.api_key, host_policy(args.host, args.allowed_host), blind)
 

@@ -11,7 +11,7 @@ import asyncio
 import json
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,10 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from replica.errors import ReplicaInputError
 from replica.inference.generation import Job, Sampling
+from replica.model.formatting import choose_relationship
+from replica.prepare.relationships import GROUP
 from replica.serve import openai_api
 from replica.serve.batcher import Batcher, Busy, GenerationFailed, Outcome
 from replica.serve.guard import Guard, HostPolicy
@@ -31,6 +34,10 @@ from replica.serve.openai_api import error_response
 STATIC = Path(__file__).with_name("static")
 MIN_TEMPERATURE = 1e-3  # below this, sampling divides logits into inf/nan: such a temperature means greedy
 BATCH_HEADER = "X-Replica-Batch"  # on non-streaming replies: how many requests shared the batched generate
+
+
+class UnknownRelationship(ValueError):
+    """A request named a relationship label the run does not know (the message lists the valid ones, never the value)."""
 
 
 @dataclass(frozen=True)
@@ -42,16 +49,37 @@ class Limits:
 
 
 class Engine:
-    """The loaded model behind one batcher, plus the sampling defaults of `replica chat`."""
+    """The loaded model behind one batcher, plus the sampling defaults of `replica chat` and the run's labels."""
 
-    def __init__(self, batcher: Batcher, sampling: Sampling, model_name: str, limits: Limits, tokenize: Callable[[list[dict]], list[int]]) -> None:
+    def __init__(
+        self, batcher: Batcher, sampling: Sampling, model_name: str, limits: Limits,
+        tokenize: Callable[[list[dict], str | None, bool], list[int]], labels: Sequence[str] = (),
+    ) -> None:
         self.batcher = batcher
         self.sampling = sampling
         self.model_name = model_name
         self.limits = limits
         self.tokenize = tokenize  # the prompt a job will get: run before it joins a batch, so bad text fails alone
+        self.labels = list(labels)  # relationship labels a reply can be written for, most common first; none: old run
 
-    def job(self, turns: list[dict], *, max_tokens=None, temperature=None, top_p=None, seed=None, stop=(), **hooks) -> Job:
+    def relationship(self, label: str | None) -> str | None:
+        """The label a reply is written for: `label` if the run knows it, the most common one if None."""
+        try:
+            return choose_relationship(label, self.labels, bool(self.labels))
+        except ReplicaInputError:
+            if not self.labels:
+                raise UnknownRelationship("relationship: this run was trained without relationship labels (data.relationships); leave the field out") from None
+            raise UnknownRelationship(f"relationship: unknown label; this run knows {', '.join(self.labels)} (default {self.labels[0]})") from None
+
+    def models(self) -> list[dict[str, Any]]:
+        """`/v1/models`: the one served model, with the relationship labels a request may name."""
+        default = self.labels[0] if self.labels else None
+        model = {"id": self.model_name, "object": "model", "created": 0, "owned_by": "replica"}
+        return [{**model, "relationships": self.labels, "default_relationship": default}]
+
+    def job(self, turns: list[dict], *, max_tokens=None, temperature=None, top_p=None, seed=None, stop=(), relationship=None, group=None, **hooks) -> Job:
+        """A job with the request's settings (the server's defaults for those it names none of); `group` defaults to
+        whether the label is `group`."""
         temperature = self.sampling.temperature if temperature is None else temperature
         sample = temperature >= MIN_TEMPERATURE
         sampling = replace(
@@ -62,7 +90,8 @@ class Engine:
             top_p=self.sampling.top_p if top_p is None else top_p,
             seed=secrets.randbelow(2**31) if seed is None else seed,
         )
-        return Job(turns, sampling, tuple(stop), **hooks)
+        group = relationship == GROUP if group is None else group
+        return Job(turns, sampling, tuple(stop), **hooks, relationship=relationship, group=group)
 
     async def reply(self, job: Job) -> Outcome:
         return await asyncio.wrap_future(self.batcher.submit(job))
@@ -100,7 +129,7 @@ def create_app(engine: Engine, api_key: str | None, hosts: HostPolicy, blind=Non
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": engine.model_name, "object": "model", "created": 0, "owned_by": "replica"}]}
+        return {"object": "list", "data": engine.models()}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(chat: openai_api.ChatRequest, request: Request):
@@ -109,12 +138,16 @@ def create_app(engine: Engine, api_key: str | None, hosts: HostPolicy, blind=Non
             return error_response(400, f"max_tokens must be at most {engine.limits.max_tokens} on this server", "invalid_request_error", "max_tokens")
         if len(chat.stops()) > openai_api.MAX_STOPS:
             return error_response(400, f"stop takes at most {openai_api.MAX_STOPS} strings", "invalid_request_error", "stop")
+        try:
+            relationship = engine.relationship(chat.relationship)
+        except UnknownRelationship as err:
+            return error_response(400, str(err), "invalid_request_error", "relationship")
         turns = chat.turns()
         try:
-            engine.tokenize(turns)
+            engine.tokenize(turns, relationship, relationship == GROUP)
         except Exception as err:  # noqa: BLE001 - text the tokenizer refuses fails this request only
             return error_response(400, f"messages: the text cannot be tokenized ({type(err).__name__})", "invalid_request_error", "messages")
-        settings = dict(max_tokens=limit, temperature=chat.temperature, top_p=chat.top_p, seed=chat.seed, stop=chat.stops())
+        settings = dict(max_tokens=limit, temperature=chat.temperature, top_p=chat.top_p, seed=chat.seed, stop=chat.stops(), relationship=relationship)
         request_id = openai_api.completion_id()
         if chat.stream:
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)

@@ -114,8 +114,12 @@ class BlindTest:
             fake = await self._pinned_reply(engine, index)
             options = {real_position: self.examples[index]["target"], _other(real_position): fake}
             shown = self.open.setdefault(client, _Open(index, real_position, options, time.monotonic()))
-        context = [{"role": turn["role"], "text": turn["text"]} for turn in self.examples[shown.index]["context"]]
-        return {"context": context, "options": shown.options, "score": await asyncio.to_thread(self.score)}
+        example = self.examples[shown.index]
+        relationship, group = _addressee(engine, example)
+        return {
+            "context": _context(example), "relationship": relationship, "group": group,
+            "options": shown.options, "score": await asyncio.to_thread(self.score),
+        }
 
     async def _pinned_reply(self, engine, index: int) -> str:
         """The replica's reply to this context, generated once (concurrent first visitors share it)."""
@@ -128,10 +132,12 @@ class BlindTest:
             raise
 
     async def _generate(self, engine, index: int) -> str:
-        context = [{"role": turn["role"], "text": turn["text"]} for turn in self.examples[index]["context"]]
+        """A replica reply to the example's context, written to the example's relationship (if the run has labels)."""
+        example = self.examples[index]
+        relationship, group = _addressee(engine, example)
         fake = ""
         for _ in range(REPLY_ATTEMPTS):
-            fake = (await engine.reply(engine.job(context))).reply.text
+            fake = (await engine.reply(engine.job(_context(example), relationship=relationship, group=group))).reply.text
             if fake:
                 break
         return fake
@@ -194,6 +200,20 @@ class BlindTest:
         @app.get("/blind/api/score")
         async def score():
             return await asyncio.to_thread(self.score)
+
+
+def _context(example: dict) -> list[dict]:
+    """The example's masked context turns: role, text and, in a group chat, the speaker's pseudonym."""
+    return [{"role": turn["role"], "text": turn["text"], **({"speaker": turn["speaker"]} if turn.get("speaker") else {})}
+            for turn in example["context"]]
+
+
+def _addressee(engine, example: dict) -> tuple[str | None, bool]:
+    """(label, group chat) the example's real reply was written to; (None, False) for a run without labels, whose
+    replica replies are written to nobody in particular (an old run or the ablation)."""
+    if not engine.labels or not example.get("relationship"):
+        return None, False
+    return example["relationship"], bool(example.get("group"))
 
 
 def _cookie_key(path: Path) -> bytes:

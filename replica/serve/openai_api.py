@@ -56,7 +56,8 @@ class StreamOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """Unknown OpenAI fields (frequency_penalty, user, ...) are accepted and ignored."""
+    """Unknown OpenAI fields (frequency_penalty, user, ...) are accepted and ignored; `relationship` is Replica's
+    (the `openai` client sends it with `extra_body`)."""
 
     model_config = STRICT
     model: str | None = None
@@ -70,6 +71,7 @@ class ChatRequest(BaseModel):
     n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    relationship: str | None = None  # Replica's own field: who the reply is written to (one of the run's labels)
 
     def turns(self) -> list[dict]:
         """The conversation as Replica context turns (system/developer messages dropped, empty ones skipped)."""

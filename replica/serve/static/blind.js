@@ -5,7 +5,14 @@ const buttons = { a: document.getElementById("option-a"), b: document.getElement
 const verdict = document.getElementById("verdict");
 const next = document.getElementById("next");
 const score = document.getElementById("score");
+const relationship = document.getElementById("relationship");
 let open = false;  // a pair is shown and not yet guessed (the server keeps its answer, tied to this browser)
+
+// Who the real reply was written to (the replica's reply was written to the same); runs without labels show none.
+function showRelationship(label, group) {
+  relationship.hidden = !label;
+  relationship.textContent = label ? `Written to: ${label}${group && label !== "group" ? " (group chat)" : ""}` : "";
+}
 
 function pct(x) { return Math.round(x * 100) + "%"; }
 
@@ -27,9 +34,10 @@ async function load() {
   context.replaceChildren(...body.context.map((turn) => {
     const node = document.createElement("div");
     node.className = "bubble " + (turn.role === "me" ? "me" : "them");
-    node.textContent = turn.text;
+    node.textContent = turn.speaker ? `${turn.speaker}: ${turn.text}` : turn.text;
     return node;
   }));
+  showRelationship(body.relationship, body.group);
   for (const key of ["a", "b"]) { buttons[key].textContent = body.options[key]; buttons[key].disabled = false; }
   open = true;
   verdict.textContent = "Which reply is really them?";
