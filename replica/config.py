@@ -442,7 +442,7 @@ def check_overrides(config_name: str, argv: Sequence[str]) -> None:
     """Before Hydra starts: unknown override keys fail with the valid keys of their section listed."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    args = override_args(argv)
+    args = hide_names_in_overrides(override_args(argv))
     try:
         overrides = OverridesParser.create().parse_overrides(args)
     except Exception as err:

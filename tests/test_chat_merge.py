@@ -26,10 +26,25 @@ def replica(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
     )
 
 
-def assert_clean_reply(line: str) -> None:
-    assert line.strip(), "empty reply"
-    assert not any(marker in line for marker in MARKERS), line
-    assert "\n" not in line and not line.lstrip().startswith(("A:", "B:")), line
+def assert_clean_reply(reply: str) -> None:
+    """A reply (its messages one per line): no empty message, no role marker, no other-speaker prefix."""
+    assert reply.strip(), "empty reply"
+    assert not any(marker in reply for marker in MARKERS), reply
+    for message in reply.split("\n"):
+        assert message.strip() and message == " ".join(message.split()), reply
+        assert not message.startswith(("A:", "B:")), reply
+
+
+def printed_replies(stdout: str) -> list[str]:
+    """The replies of an interactive chat: a line opening with `replica> `, plus the indented lines of its burst."""
+    replies: list[str] = []
+    for line in stdout.splitlines():
+        if line.startswith("replica> "):
+            replies.append(line.removeprefix("replica> "))
+        else:
+            assert replies and line.startswith(" " * len("replica> ")), stdout
+            replies[-1] += "\n" + line.strip()
+    return replies
 
 
 
@@ -53,9 +68,7 @@ def merged(run_dir, tmp_path_factory) -> Path:
 def test_chat_once_prints_one_clean_reply_line(run_dir):
     result = replica("chat", run_dir, "--once", "ciao come va?", "--seed", "1", "--max-new-tokens", "24")
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1
-    assert_clean_reply(lines[0])
+    assert_clean_reply(result.stdout.rstrip("\n"))  # one line per message of the reply
 
 
 @pytest.mark.slow
@@ -70,11 +83,10 @@ def test_chat_once_greedy_is_deterministic(run_dir):
 def test_chat_interactive_through_stdin(run_dir):
     result = replica("chat", run_dir, "--seed", "3", "--context", "4", stdin="ciao\n/reset\ncome stai?\n/quit\nnot read\n")
     assert result.returncode == 0, result.stderr
-    replies = result.stdout.splitlines()
+    replies = printed_replies(result.stdout)
     assert len(replies) == 2, result.stdout
-    for line in replies:
-        assert line.startswith("replica> ")
-        assert_clean_reply(line.removeprefix("replica> "))
+    for reply in replies:
+        assert_clean_reply(reply)
     assert "/reset" in result.stderr and "/quit" in result.stderr  # the banner names the commands
     assert "ciao" not in result.stderr and "come stai" not in result.stderr  # the conversation is not logged
 
@@ -86,7 +98,7 @@ GREEDY = ("--greedy", "--max-new-tokens", "16")
 
 def replies_of(result: subprocess.CompletedProcess) -> list[str]:
     assert result.returncode == 0, result.stderr
-    return [line.removeprefix("replica> ") for line in result.stdout.splitlines()]
+    return printed_replies(result.stdout) if result.stdout.startswith("replica> ") else [result.stdout.rstrip("\n")]
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +152,7 @@ def test_chat_temperature_and_top_p_reach_the_sampler(run_dir, fresh_greedy_repl
 def test_chat_interactive_ends_at_end_of_input(run_dir):
     result = replica("chat", run_dir, "--seed", "5", stdin="ciao\n\n")
     assert result.returncode == 0, result.stderr
-    assert len(result.stdout.splitlines()) == 1
+    assert len(printed_replies(result.stdout)) == 1
 
 
 # ---- merge ----------------------------------------------------------------------------------------------------

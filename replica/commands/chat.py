@@ -162,7 +162,7 @@ class ChatSession:
 
 
 def chat_loop(session: ChatSession, lines: TextIO, *, interactive: bool) -> None:
-    """Read messages until /quit or end of input; print the reply's messages, one line each."""
+    """Read messages until /quit or end of input; print each reply (a burst: one line per message)."""
     if interactive:
         import readline  # noqa: F401  (line editing for input(); its history stays in memory)
     while (line := _read_line(lines, interactive)) is not None:
@@ -175,8 +175,14 @@ def chat_loop(session: ChatSession, lines: TextIO, *, interactive: bool) -> None
         elif text.startswith(TO + " ") or text == TO:
             print(session.talk_to(text[len(TO):].strip()), file=sys.stderr)
         elif text:
-            for message in session.reply(text) or [""]:
-                print(REPLY_PREFIX + message, flush=True)
+            print(reply_lines(session.reply(text)), flush=True)
+
+
+def reply_lines(messages: Sequence[str]) -> str:
+    """A reply as printed: its first message after the prompt marker, each further message of a burst on its own
+    line below it, indented to the same column."""
+    first, *rest = messages or [""]
+    return "\n".join([REPLY_PREFIX + first, *(" " * len(REPLY_PREFIX) + message for message in rest)])
 
 
 def _read_line(lines: TextIO, interactive: bool) -> str | None:

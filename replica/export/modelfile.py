@@ -22,12 +22,20 @@ def chat_defaults(generation: GenerationSection) -> dict[str, float | int]:
 def modelfile_text(formatter, gguf_name: str, generation: GenerationSection) -> str:
     """The Modelfile: FROM the GGUF beside it, the format's TEMPLATE, stops at end-of-turn and the other role, and
     the sampling `replica chat` would use for the run."""
-    template = ollama_template(turn_layout(formatter))
+    layout = turn_layout(formatter)
+    template = ollama_template(layout)
     stops = [formatter.end_of_turn, *formatter.stop_strings]
+    default = formatter.addressee(None)
+    who = [] if layout.header is None else [
+        f"# who you are to the replica: `/set system \"{formatter.header(formatter.labels[-1], False)}\"` in `ollama run`; "
+        f"this run's labels: {', '.join(formatter.labels)}",
+        f"SYSTEM {json.dumps(formatter.header(default, False))}",
+    ]
     lines = [
         "# Replica export: ollama create <name> -f Modelfile",
         f"FROM ./{gguf_name}",
         f'TEMPLATE """{template}"""',
+        *who,
         *[f"PARAMETER stop {json.dumps(stop)}" for stop in dict.fromkeys(stops) if stop],
         *[f"PARAMETER {key} {value}" for key, value in chat_defaults(generation).items()],
         f"PARAMETER num_ctx {formatter.max_length}",

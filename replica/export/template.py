@@ -21,14 +21,19 @@ PROBES = ("Probe text one", "Probe text two", "Probe text three")
 ROLES = {"them": "user", "me": "assistant"}  # Replica roles as chat-API roles
 
 
+PROBE_LABEL = "probelabel"  # stands for the relationship in a run trained with labels
+
+
 @dataclass(frozen=True)
 class TurnLayout:
-    """A prompt as `prefix + (open[role] + text + close[role]) per turn + reply_opener` (BOS excluded)."""
+    """A prompt as `prefix + (open[role] + text + close[role]) per turn + reply_opener` (BOS excluded); a run
+    trained with relationships has its header line (`header`, "to: family") in the prefix."""
 
     prefix: str
     open: dict[str, str]
     close: dict[str, str]
     reply_opener: str
+    header: str | None = None
 
     def render(self, context: Sequence[dict]) -> str:
         """The prompt text for `context` turns ({role: me|them, text})."""
@@ -36,10 +41,15 @@ class TurnLayout:
         return self.prefix + turns + self.reply_opener
 
 
+def probe_label(formatter) -> str | None:
+    """The label layouts are derived with: one no real label can be, or None for runs without relationships."""
+    return PROBE_LABEL if formatter.relationship_in_prompt and formatter.labels else None
+
+
 def prompt_text(formatter, context: Sequence[dict]) -> str:
     """The formatter's generation prompt for `context` as text, without the BOS token llama.cpp adds itself."""
     tokenizer = formatter.tokenizer
-    ids = formatter.prompt_ids(context)
+    ids = formatter.prompt_ids(context, probe_label(formatter))
     if adds_bos(formatter):
         ids = ids[1:]
     return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -65,7 +75,11 @@ def turn_layout(formatter) -> TurnLayout:
     between, me_tail = _split_once(me_only[len(them_head) + len(one) :], two, formatter)
     close_me = me_tail[: len(me_tail) - len(opener)]
     open_me = between[len(close_them) :]
-    layout = TurnLayout(prefix, {"them": open_them, "me": open_me}, {"them": close_them, "me": close_me}, opener)
+    header = formatter.header(probe_label(formatter), False)
+    if header is not None and prefix.count(header) != 1:
+        raise ReplicaInputError(f"data.format={formatter.style}: the relationship line is not a plain part of the prompt, "
+                                "so no Ollama TEMPLATE can reproduce it: train with data.format=role_tokens")
+    layout = TurnLayout(prefix, {"them": open_them, "me": open_me}, {"them": close_them, "me": close_me}, opener, header)
     for context in _check_contexts():
         if layout.render(context) != prompt_text(formatter, context):
             raise ReplicaInputError(
@@ -99,12 +113,18 @@ def _common_suffix(texts: list[str]) -> str:
 
 
 def ollama_template(layout: TurnLayout) -> str:
-    """A Go text/template over Ollama's `.Messages` that renders `layout` (system and tool messages skipped)."""
+    """A Go text/template over Ollama's `.Messages` that renders `layout` (system and tool messages skipped); a
+    relationship line comes from the system prompt (`.System`: the Modelfile's SYSTEM, or `/set system`)."""
     def turn(role: str) -> str:
         return _literal(layout.open[role]) + "{{ .Content }}" + _literal(layout.close[role])
 
+    if layout.header is None:
+        prefix = _literal(layout.prefix)
+    else:
+        before, after = layout.prefix.split(layout.header)
+        prefix = _literal(before) + "{{ .System }}" + _literal(after)
     return (
-        _literal(layout.prefix)
+        prefix
         + "{{ range .Messages }}"
         + f'{{{{ if eq .Role "{ROLES["me"]}" }}}}' + turn("me")
         + f'{{{{ else if eq .Role "{ROLES["them"]}" }}}}' + turn("them")

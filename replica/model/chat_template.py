@@ -12,14 +12,20 @@ def chat_template(formatter: ChatFormatter) -> str | None:
     if formatter.style == "role_tokens":
         me, them, eot = formatter.tokens.me, formatter.tokens.them, formatter.tokens.eot
         turn = f"({me!r} if m['role'] == 'assistant' else {them!r}) + m['content'] + {eot!r}"
+        header = f"m['content'] + {eot!r}"
         opener = me
     elif formatter.style == "plain":
         turn = "('A: ' if m['role'] == 'assistant' else 'B: ') + m['content'] + '\\n'"
+        header = "'[' + m['content'] + ']\\n'"
         opener = "A:"
     else:
         return None
+    # A run trained with relationships reads a system message as its header line ("to: family"), as in training.
+    system = ("{%- for m in messages[:1] if m['role'] == 'system' -%}{{ " + header + " }}{%- endfor -%}"
+              if formatter.relationship_in_prompt and formatter.labels else "")
     return (
         ("{{ bos_token }}" if adds_bos else "")
+        + system
         + "{%- for m in messages if m['role'] != 'system' -%}{{ " + turn + " }}{%- endfor -%}"
         + "{%- if add_generation_prompt -%}{{ " + repr(opener) + " }}{%- endif -%}"
     )
