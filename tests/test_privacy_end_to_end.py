@@ -89,10 +89,15 @@ def strings(value: object) -> list[str]:
     return []
 
 
+# Who each chat is with, by name: the labels reach the prompts, the names nothing (Ornella Sarti's chat has no sender
+# but her name is its title; Amici is a group chat given a label of its own).
+RELATIONSHIPS = "data.relationships={'Luca Ferri': friend, 'Ornella Sarti': family, Amici: football}"
+
+
 def test_every_text_field_of_every_dataset_row_is_masked(tmp_path):
     exports = tmp_path / "exports"
     write_exports(exports)
-    run(["-m", "replica.cli", "prepare", f"data.exports=[{exports}]", f"data.me=['{ME}']",
+    run(["-m", "replica.cli", "prepare", f"data.exports=[{exports}]", f"data.me=['{ME}']", RELATIONSHIPS,
          f"paths.data_dir={tmp_path / 'data'}"], tmp_path)
 
     (dataset,) = (tmp_path / "data" / "datasets").iterdir()
@@ -105,13 +110,19 @@ def test_every_text_field_of_every_dataset_row_is_masked(tmp_path):
     # Luca Ferri's and Ornella Sarti's chats: name and number masked; the group keeps its title, which names no one
     assert len(labels) == 3 and "Amici" in labels
     assert all(re.fullmatch(r"<NAME_\d+> <PHONE_\d+>", label) for label in labels - {"Amici"})
+    relation = {row["chat"]: (row["relationship"], row["group"]) for row in rows}
+    assert relation["Amici"] == ("football", True)
+    assert sorted(relation[label] for label in labels - {"Amici"}) == [("family", False), ("friend", False)]
+    speakers = {turn["speaker"] for row in rows if row["group"] for turn in row["context"] if turn["role"] == "them"}
+    assert speakers and all(re.fullmatch(r"contact_\d+", speaker) for speaker in speakers)  # pseudonyms, not names
+    assert not any("speaker" in turn for row in rows if not row["group"] for turn in row["context"])
 
 
 @pytest.mark.slow
 def test_no_written_file_or_console_line_holds_a_raw_value(tmp_path):
     exports = tmp_path / "exports"
     write_exports(exports)
-    data = [f"data.exports=[{exports}]", f"data.me=['{ME}']", f"paths.data_dir={tmp_path / 'data'}"]
+    data = [f"data.exports=[{exports}]", f"data.me=['{ME}']", RELATIONSHIPS, f"paths.data_dir={tmp_path / 'data'}"]
     prepared = run(["-m", "replica.cli", "prepare", *data], tmp_path)
     trained = run(
         [str(ROOT / "train.py"), *SHRUNK, *data, f"paths.log_dir={tmp_path / 'logs'}",
@@ -124,6 +135,11 @@ def test_no_written_file_or_console_line_holds_a_raw_value(tmp_path):
     assert leaks(console) == []
     written = [path for path in tmp_path.rglob("*") if path.is_file() and exports not in path.parents]
     assert any(path.name == "stats.json" for path in written) and any(path.name == "summary.json" for path in written)
+    assert any(path.name == "overrides.yaml" for path in written)  # Hydra's record of the command line is checked too
+    meta = json.loads(next(path for path in written if path.name == "replica.json").read_text("utf-8"))
+    assert meta["relationship_in_prompt"] and sorted(meta["relationships"]) == ["family", "football", "friend"]
+    preview = next(path for path in written if path.name == "data_preview.jsonl").read_text("utf-8")
+    assert re.search(r"to: (family|football|friend)", preview)  # what the model sees: the label
     for path in written:
         content = path.read_bytes()
         found = [raw for raw in RAW if raw.encode("utf-8") in content]

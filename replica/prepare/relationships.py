@@ -23,6 +23,7 @@ from replica.prepare.language import chat_key
 GROUP, OTHER = "group", "other"
 LABEL_PATTERN = re.compile(r"[a-z0-9][a-z0-9 _-]{0,23}")
 _SHOWN = 12
+_TRAILING_NUMBER = re.compile(r"\s*\+?\d[\d\s().-]{5,}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ def chat_relations(
         if message.sender is not None and message.sender not in me_senders:
             people.add(message.sender)
     wanted = {name_key(name): label for name, label in check_labels(relationships).items()}
-    titles = {name_key(chat) for _, chat in others}
+    titles = {key for _, chat in others for key in title_keys(chat)}
     senders = {name_key(sender) for people in others.values() for sender in people}
     unknown = [key for key in wanted if key not in titles | senders]
     if unknown:
@@ -76,11 +77,18 @@ def chat_relations(
     relations = {}
     for key, people in others.items():
         group = len(people) > 1
-        label = wanted.get(name_key(key[1]))
+        label = next((wanted[k] for k in title_keys(key[1]) if k in wanted), None)
         if label is None and not group and people:
             label = wanted.get(name_key(next(iter(people))))
         relations[key] = Relation(label or (GROUP if group else OTHER), group)
     return relations
+
+
+def title_keys(title: str) -> list[str]:
+    """The name keys a chat title answers to: the title, and the title without a trailing phone number
+    ("Ornella Sarti +39 348 222 3344" is also "Ornella Sarti")."""
+    bare = _TRAILING_NUMBER.sub("", title)
+    return [name_key(title), *([name_key(bare)] if bare and bare != title else [])]
 
 
 def _unknown_names_line(unknown: int, others: Mapping[tuple[str, str], set[str]]) -> str:
