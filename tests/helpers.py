@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from replica.config import compose
 
 ROOT = Path(__file__).resolve().parents[1]
+# One tiny-model cache for the whole test session: builds are content-addressed by their train texts and published
+# atomically (as in real use), so runs on the same exports build the model once instead of once per test.
+SHARED_MODEL_CACHE = Path(tempfile.mkdtemp(prefix="replica-test-models-"))
+atexit.register(shutil.rmtree, SHARED_MODEL_CACHE, ignore_errors=True)
 
 # A small but real run: bundled sample, tiny model, 4-bit NF4 + LoRA, CPU.
 FAST_OVERRIDES = [
@@ -36,6 +43,7 @@ def tiny_cfg(tmp_path: Path, overrides: list[str] | tuple[str, ...] = (), *, sha
         [
             *FAST_OVERRIDES,
             f"paths.data_dir={data_root}",
+            f"paths.cache_dir={SHARED_MODEL_CACHE}",
             f"paths.log_dir={tmp_path / 'logs'}",
             *overrides,
         ],
@@ -72,4 +80,4 @@ def run_train(args: list[str], tmp_path: Path, timeout: int = 900) -> subprocess
 
 def paths(tmp_path: Path) -> list[str]:
     """Overrides that keep a train.py run's data and logs under tmp_path."""
-    return [f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"]
+    return [f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={SHARED_MODEL_CACHE}", f"paths.log_dir={tmp_path / 'logs'}"]
