@@ -21,7 +21,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from replica.errors import ReplicaInputError
 from replica.privacy import name_key
-from replica.settings import CHOICES, REQUIRED, SECTIONS, DataSection, GenerationSection, MaskSection
+from replica.settings import (
+    CHOICES,
+    REQUIRED,
+    SECTIONS,
+    DataSection,
+    GenerationSection,
+    MaskSection,
+)
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT_DIR / "conf"

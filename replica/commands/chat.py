@@ -13,7 +13,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TextIO
 
-from replica.commands.arguments import non_negative_int, positive_float, positive_int, probability
+from replica.commands.arguments import (
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 from replica.errors import ReplicaInputError
 from replica.prepare.relationships import GROUP
 
@@ -57,9 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     from replica.devices import resolve_device
-    from replica.model.run_dir import inspect_run
-
     from replica.model.formatting import choose_relationship
+    from replica.model.run_dir import inspect_run
 
     info = inspect_run(args.run_dir)  # fail fast, before torch and the model load
     labels = info.meta.get("relationships", [])

@@ -14,7 +14,13 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from replica.commands.arguments import non_negative_float, port, positive_float, positive_int, probability
+from replica.commands.arguments import (
+    non_negative_float,
+    port,
+    positive_float,
+    positive_int,
+    probability,
+)
 from replica.errors import ReplicaInputError
 
 LOOPBACK_NAMES = ("localhost",)

@@ -27,8 +27,8 @@ def modelfile_text(formatter, gguf_name: str, generation: GenerationSection) -> 
     stops = [formatter.end_of_turn, *formatter.stop_strings]
     default = formatter.addressee(None)
     who = [] if layout.header is None else [
-        f"# who you are to the replica: `/set system \"{formatter.header(formatter.labels[-1], False)}\"` in `ollama run`; "
-        f"this run's labels: {', '.join(formatter.labels)}",
+        (f"# who you are to the replica: `/set system \"{formatter.header(formatter.labels[-1], False)}\"` in `ollama run`; "
+         f"this run's labels: {', '.join(formatter.labels)}"),
         f"SYSTEM {json.dumps(formatter.header(default, False))}",
     ]
     lines = [
