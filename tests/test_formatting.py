@@ -201,3 +201,46 @@ def test_shipped_tokenizer_with_pad_equal_to_eos_is_refused(tiny_model_dir):
     assert shipped.pad_token_id == shipped.eos_token_id
     with pytest.raises(ReplicaInputError, match="pad token equals EOS"):
         ChatFormatter(shipped, "chat_template", ROLE_TOKENS, 64)
+
+
+# ---- relationships ---------------------------------------------------------------------------------------------
+GROUP_CONTEXT = [{"role": "them", "text": "chi viene stasera?", "speaker": "contact_2"},
+                 {"role": "me", "text": "io!"}, {"role": "them", "text": "anche io", "speaker": "contact_5"}]
+# Where the relationship line sits in each format's prompt (the tiny template is ChatML: a system message).
+HEADERS = {"role_tokens": "to: {}<|eot|><|them|>", "plain": "[to: {}]\nB:", "chat_template": "<|im_start|>system\nto: {}<|im_end|>"}
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+def test_the_relationship_line_opens_the_prompt_and_the_loss_stays_on_the_reply(tiny_tokenizer, data_format):
+    labelled = ChatFormatter(tiny_tokenizer(data_format), data_format, ROLE_TOKENS, 256, relationship_in_prompt=True,
+                             labels=["friend", "family"])
+    encoded = labelled.encode(CONTEXT, REPLY, "family")
+    start = split_prompt(encoded)
+    assert supervised_text(labelled.tokenizer, encoded) == expected_supervised(data_format, REPLY)
+    prompt = labelled.tokenizer.decode(encoded.input_ids[:start], skip_special_tokens=False)
+    assert prompt.count("to: family") == 1 and HEADERS[data_format].format("family") in prompt
+    assert labelled.prompt_ids(CONTEXT, "family") == encoded.input_ids[:start]  # generation sees the training prompt
+    # an ablation run (no label in its prompts) encodes exactly as a run without relationships
+    ablation = ChatFormatter(tiny_tokenizer(data_format), data_format, ROLE_TOKENS, 256, labels=["friend", "family"])
+    assert ablation.encode(CONTEXT, REPLY, "family") == formatter(tiny_tokenizer, data_format).encode(CONTEXT, REPLY)
+
+
+def test_group_turns_keep_their_speaker_and_the_line_says_group(tiny_tokenizer):
+    fmt = ChatFormatter(tiny_tokenizer("role_tokens"), "role_tokens", ROLE_TOKENS, 256, relationship_in_prompt=True,
+                        labels=["group", "football"])
+    text = fmt.tokenizer.decode(fmt.prompt_ids(GROUP_CONTEXT, "football", True), skip_special_tokens=False)
+    assert text.startswith("to: football (group chat)<|eot|>")
+    assert "<|them|>contact_2: chi viene stasera?<|eot|><|me|>io!<|eot|><|them|>contact_5: anche io" in text
+    plain_group = fmt.tokenizer.decode(fmt.prompt_ids(GROUP_CONTEXT, "group", True), skip_special_tokens=False)
+    assert plain_group.startswith("to: group<|eot|>")
+
+
+def test_a_label_is_checked_against_the_runs_labels(tiny_tokenizer):
+    fmt = ChatFormatter(tiny_tokenizer("role_tokens"), "role_tokens", ROLE_TOKENS, 256, relationship_in_prompt=True,
+                        labels=["friend", "family"])
+    assert fmt.addressee(None) == "friend" and fmt.addressee("family") == "family"
+    with pytest.raises(ReplicaInputError, match="unknown relationship 'boss': this run knows friend, family"):
+        fmt.addressee("boss")
+    with pytest.raises(ReplicaInputError, match="without relationship labels"):
+        formatter(tiny_tokenizer, "role_tokens").addressee("family")
+    assert formatter(tiny_tokenizer, "role_tokens").addressee(None) is None
