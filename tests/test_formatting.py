@@ -239,7 +239,7 @@ def test_a_label_is_checked_against_the_runs_labels(tiny_tokenizer):
     fmt = ChatFormatter(tiny_tokenizer("role_tokens"), "role_tokens", ROLE_TOKENS, 256, relationship_in_prompt=True,
                         labels=["friend", "family"])
     assert fmt.addressee(None) == "friend" and fmt.addressee("family") == "family"
-    with pytest.raises(ReplicaInputError, match="unknown relationship 'boss': this run knows friend, family"):
+    with pytest.raises(ReplicaInputError, match="unknown relationship label: this run knows friend, family"):
         fmt.addressee("boss")
     with pytest.raises(ReplicaInputError, match="without relationship labels"):
         formatter(tiny_tokenizer, "role_tokens").addressee("family")

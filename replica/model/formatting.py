@@ -225,16 +225,17 @@ class ChatFormatter:
 
 def choose_relationship(label: str | None, labels: Sequence[str], in_prompt: bool) -> str | None:
     """`label` checked against a run's labels (most common first), else the most common one; None when the run's
-    prompts name no relationship. An unknown label raises one line listing the valid ones."""
+    prompts name no relationship. An unknown label raises one line listing the valid ones (not the value given,
+    which may be a name)."""
     if not in_prompt or not labels:
         if label is not None:
-            raise ReplicaInputError(f"relationship {label!r}: this run was trained without relationship labels "
-                                    "(data.relationships); leave the relationship out")
+            raise ReplicaInputError("this run was trained without relationship labels (data.relationships); "
+                                    "leave the relationship out")
         return None
     if label is None:
         return labels[0]
     if label not in labels:
-        raise ReplicaInputError(f"unknown relationship {label!r}: this run knows {', '.join(labels)}")
+        raise ReplicaInputError(f"unknown relationship label: this run knows {', '.join(labels)}")  # the value may be a name
     return label
 
 
