@@ -5,7 +5,7 @@
     python benchmarks/label_fidelity.py --steps 40 trainer.val_check_interval=20   # extra args: Hydra overrides
 
 Two runs train on the English sample (`examples/english`: Sam writes full sentences to Mum, lowercase bursts to
-Jake and Priya) with `data.relationships={Mum: family, 'Jake Miller': friend, Priya Shah: friend}`, the same seed,
+Jake and Priya; `data=english` labels them `{Mum: family, Jake Miller: friend, Priya Shah: friend}`), the same seed,
 steps and learning rate: **conditioned** (each prompt names the relationship) and **ablation**
 (`data.relationship_in_prompt=false`: the same data and base, no label in the prompt). Each run's label fidelity
 is then measured as `evaluate.py` measures it (`replica/evaluation/fidelity.py`): every held-out context is
@@ -28,19 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import replica/, data_modules/, callbacks/
 
-RELATIONSHIPS = "data.relationships={Mum: family, 'Jake Miller': friend, Priya Shah: friend}"
 VARIANTS = {"conditioned": "data.relationship_in_prompt=true", "ablation": "data.relationship_in_prompt=false"}
 
 
 def training_overrides(args: argparse.Namespace, work: Path) -> list[str]:
     """What both runs share: the English sample with its relationships, the model, steps, learning rate, seed."""
     overrides = [
-        "data=english", RELATIONSHIPS, "trainer=cpu", "trainer.max_epochs=-1", f"trainer.max_steps={args.steps}",
+        "data=english", "trainer=cpu", "trainer.max_epochs=-1", f"trainer.max_steps={args.steps}",
         "trainer.check_val_every_n_epoch=null", f"trainer.val_check_interval={args.steps}",
         "trainer.enable_progress_bar=false", "callbacks.stop_sequence_eval.num_samples=8",
-        f"callbacks.stop_sequence_eval.max_new_tokens={args.max_new_tokens}", f"seed={args.seed}",
+        f"callbacks.stop_sequence_eval.max_new_tokens={args.max_new_tokens}",
         f"paths.data_dir={work / 'data'}", f"paths.log_dir={work / 'logs'}",
     ]
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
     if args.model:
         overrides.append(f"model={args.model}")
     if args.lr is not None:
@@ -48,18 +49,19 @@ def training_overrides(args: argparse.Namespace, work: Path) -> list[str]:
     return [*overrides, *args.overrides]
 
 
-def train_variant(overrides: Sequence[str], variant: str, work: Path) -> Path:
-    """Train one variant into `<work>/<variant>`; return its run folder."""
+def train_variant(overrides: Sequence[str], variant: str, runs: Path) -> Path:
+    """Train one variant into `<runs>/<variant>`; return its run folder."""
     from replica.config import compose
     from train import train
 
-    cfg = compose("train", [*overrides, VARIANTS[variant]], output_dir=str(work / variant))
+    cfg = compose("train", [*overrides, VARIANTS[variant]], output_dir=str(runs / variant))
     train(cfg)
     return Path(cfg.paths.output_dir)
 
 
 def run_fidelity(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """The run's label fidelity on (a seeded sample of) its test split, sampled as the run's generation block says."""
+    """The run's label fidelity on (a seeded sample of) its test split, sampled as the run's generation block says
+    (its seed too: the run's `seed`)."""
     from replica.evaluation.data import load_split, replies_by_label, sample_examples
     from replica.evaluation.fidelity import label_fidelity
     from replica.inference.generation import Sampling
@@ -68,12 +70,12 @@ def run_fidelity(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     from replica.settings import GenerationSection
 
     dataset = run_dataset(run_dir, log=lambda *_: None)
-    examples = sample_examples(load_split(dataset.dir, "test"), args.contexts, args.seed)
     model, formatter, info = load_run(run_dir, device="cpu")
     block = GenerationSection.of_run(info.config)
-    sampling = Sampling.from_block(block, do_sample=True, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    examples = sample_examples(load_split(dataset.dir, "test"), args.contexts, block.seed)
+    sampling = Sampling.from_block(block, do_sample=True, max_new_tokens=args.max_new_tokens)
     return label_fidelity(model, formatter, replies_by_label(load_split(dataset.dir, "train")), examples, sampling,
-                          args.samples, 16, 20, args.resamples, args.seed)
+                          args.samples, 16, 20, args.resamples, block.seed)
 
 
 def overlap(left: Sequence[float] | None, right: Sequence[float] | None) -> bool | None:
@@ -102,7 +104,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--samples", type=int, default=2, help="sampled replies per context and label (default 2)")
     parser.add_argument("--max-new-tokens", type=int, default=24, help="reply length limit (default 24)")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="training, sampling and bootstrap seed (default 0)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="training, sampling and bootstrap seed of both runs (default: conf/train.yaml's)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder for the runs, dataset and base-model cache, kept and reused (default: a temporary one)")
     parser.add_argument("overrides", nargs="*", help="further Hydra overrides of conf/train.yaml for both runs")
     args = parser.parse_args(argv)
     if min(args.steps, args.samples, args.max_new_tokens) < 1 or args.resamples < 100:
@@ -112,10 +117,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="replica-label-fidelity-") as tmp:
-        overrides = training_overrides(args, Path(tmp))
+        work = (args.work or Path(tmp)).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        runs = Path(tempfile.mkdtemp(prefix="runs-", dir=work))  # this invocation's two runs, never an old one
+        overrides = training_overrides(args, work)
         try:
             for variant in VARIANTS:
-                results[variant] = run_fidelity(train_variant(overrides, variant, Path(tmp)), args)
+                results[variant] = run_fidelity(train_variant(overrides, variant, runs), args)
         except ReplicaInputError as err:
             print(f"label_fidelity.py: error: {' '.join(str(err).split())}", file=sys.stderr)
             sys.exit(2)
@@ -125,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     shared = overlap(*intervals)
     print(f"intervals overlap: {'n/a' if shared is None else 'yes' if shared else 'no'}")
     result = {
-        "model": args.model or "tiny", "steps": args.steps, "lr": args.lr, "seed": args.seed, "samples": args.samples,
+        "model": args.model or "tiny", "steps": args.steps, "lr": args.lr, "samples": args.samples,
         **{variant: {key: fidelity.get("mean", {}).get(key) for key in ("fidelity", "fidelity_ci", "own_context",
                                                                          "ceiling")}
            for variant, fidelity in results.items()},

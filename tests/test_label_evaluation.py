@@ -169,7 +169,9 @@ def test_a_run_without_the_label_in_its_prompts_scores_exactly_one_half(labelled
 
     dataset = Path(json.loads((labelled_run / "dataset.json").read_text())["dir"])
     train = replies_by_label(read_jsonl(dataset / "train.jsonl"))
-    examples = read_jsonl(dataset / "test.jsonl")[:24]
+    rows = read_jsonl(dataset / "test.jsonl")
+    examples = [row for row in rows if row["relationship"] == "family"][:12] + [
+        row for row in rows if row["relationship"] == "friend"][:12]
     model, formatter, _ = load_run(labelled_run, device="cpu")
     formatter.relationship_in_prompt = False
     sampling = Sampling(max_new_tokens=12, do_sample=True, seed=3)
@@ -177,3 +179,10 @@ def test_a_run_without_the_label_in_its_prompts_scores_exactly_one_half(labelled
     assert fidelity["in_prompt"] is False
     assert fidelity["pairs"]["friend vs family"]["fidelity"] == 0.5
     assert fidelity["mean"]["fidelity_ci"] == [0.5, 0.5]
+
+
+def test_label_fidelity_benchmark_refuses_a_bad_override_in_one_line(tmp_path):
+    script = ROOT / "benchmarks" / "label_fidelity.py"
+    done = subprocess.run([sys.executable, str(script), "--model", "no-such-preset", "--work", str(tmp_path)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert_one_line_error(done, "label_fidelity.py: error:", "no-such-preset", "smollm2-135m")

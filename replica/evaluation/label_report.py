@@ -53,7 +53,7 @@ def fidelity_markdown(fidelity: Mapping[str, Any]) -> str:
         return "\n".join(lines + [f"Not measured: {fidelity['note']}."]) + "\n"
     lines += [
         "Every held-out context of two labels is answered under each label with the same seed "
-        f"({fidelity['samples']} sampled replies each); a classifier trained on your real training replies to the two "
+        f"({fidelity['samples']} sampled {'reply' if fidelity['samples'] == 1 else 'replies'} each); a classifier trained on your real training replies to the two "
         "labels says which label each reply reads as. **Fidelity** = share of replies put under the label they were "
         "generated for: 0.5 = the label changes nothing, 1.0 = always the right style. **Own context**: the replies "
         "written under each context's own label (context and label together). **Ceiling**: the same classifier on "
