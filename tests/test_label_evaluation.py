@@ -172,8 +172,12 @@ def test_a_run_without_the_label_in_its_prompts_scores_exactly_one_half(labelled
     rows = read_jsonl(dataset / "test.jsonl")
     examples = [row for row in rows if row["relationship"] == "family"][:12] + [
         row for row in rows if row["relationship"] == "friend"][:12]
-    model, formatter, _ = load_run(labelled_run, device="cpu")
-    formatter.relationship_in_prompt = False
+    run = tmp_path / "ablation"  # an ablation run's replica.json: the labels known, none in the prompt
+    shutil.copytree(labelled_run, run, ignore=shutil.ignore_patterns("eval"))
+    meta_path = run / "adapter" / "replica.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "relationship_in_prompt": False}))
+    model, formatter, _ = load_run(run, device="cpu")
+    assert formatter.labels == ["friend", "family"]
     sampling = Sampling(max_new_tokens=12, do_sample=True, seed=3)
     fidelity = label_fidelity(model, formatter, train, examples, sampling, 1, 8, 20, 200, 0)
     assert fidelity["in_prompt"] is False
