@@ -136,9 +136,9 @@ RELATIONSHIPS_KEY = "data.relationships"
 
 def hide_names_in_overrides(argv: Sequence[str]) -> list[str]:
     """`data.relationships={...}` on a command line with its names replaced by their `name_key`, before Hydra
-    records the overrides. The value is read as YAML first, so quoted and non-ASCII names work
-    (`{Mum: family, 'Zoë Müller': friend}`), which Hydra's own grammar refuses as keys; anything that is not a
-    mapping is left for the validators to report."""
+    records the overrides; the mapping replaces any the config sets. The value is read as YAML first, so quoted and
+    non-ASCII names work (`{Mum: family, 'Zoë Müller': friend}`), which Hydra's own grammar refuses as keys;
+    anything that is not a mapping is left for the validators to report."""
     import yaml
 
     hidden = []
@@ -155,6 +155,8 @@ def hide_names_in_overrides(argv: Sequence[str]) -> list[str]:
             hidden.append(arg)
             continue
         pairs = ", ".join(f"{name_key(str(name))}: {_quoted(str(label))}" for name, label in value.items())
+        if key == RELATIONSHIPS_KEY:  # replace the labels a data config sets (Hydra would merge the two mappings)
+            hidden.append(f"{key}=null")
         hidden.append(f"{key}={{{pairs}}}")
     return hidden
 

@@ -77,6 +77,14 @@ def test_bad_labels_are_one_line(tmp_path, relationships, named):
     assert_one_line_error(prepare(tmp_path, relationships), "replica: error:", named)
 
 
+def test_a_command_line_mapping_replaces_the_one_a_data_config_sets():
+    from replica.config import compose
+    from replica.privacy import name_key
+
+    cfg = compose("train", ["data=english", "data.relationships={Mum: parent}"], output_dir="out")
+    assert dict(cfg.data.relationships) == {name_key("Mum"): "parent"}  # not merged with english.yaml's three
+
+
 # ---- a trained labelled run ------------------------------------------------------------------------------------
 def once(run_dir: Path, *options: str) -> subprocess.CompletedProcess:
     return replica("chat", run_dir, "--once", "Hello love, are you coming for lunch on sunday?", "--max-new-tokens",
@@ -107,6 +115,21 @@ def test_chat_switches_label_inside_a_session_and_prints_bursts_one_message_per_
     lines = done.stdout.splitlines()
     assert sum(line.startswith("replica> ") for line in lines) == 2
     assert all(line.startswith(("replica> ", " " * len("replica> "))) and line.strip() for line in lines)
+
+
+@pytest.mark.slow
+def test_the_ablation_trains_on_the_same_labels_without_the_line(labelled_run, tmp_path):
+    from tests.conftest import LABELLED_DATA
+
+    _, ablation = train_tiny(tmp_path, [*LABELLED_DATA, "data.relationship_in_prompt=false", "trainer.max_steps=2",
+                                        "trainer.val_check_interval=2", "validate_before_training=false"])
+    preview = [json.loads(line) for line in (ablation / "data_preview.jsonl").read_text("utf-8").splitlines()]
+    labelled = [json.loads(line) for line in (labelled_run / "data_preview.jsonl").read_text("utf-8").splitlines()]
+    assert all(row["prompt"].startswith("to: ") for row in labelled)
+    assert [row["prompt"].split("<|eot|>", 1)[1] for row in labelled] == [row["prompt"] for row in preview]
+    meta = json.loads((ablation / "adapter" / "replica.json").read_text("utf-8"))
+    assert meta["relationship_in_prompt"] is False and meta["relationships"] == ["friend", "family"]
+    assert_one_line_error(once(ablation, "--to", "family"), "replica: error:", "without relationship labels")
 
 
 @pytest.mark.slow

@@ -229,7 +229,7 @@ def choose_relationship(label: str | None, labels: Sequence[str], in_prompt: boo
     which may be a name)."""
     if not in_prompt or not labels:
         if label is not None:
-            raise ReplicaInputError("this run was trained without relationship labels (data.relationships); "
+            raise ReplicaInputError("this run was trained without relationship labels in its prompts (data.relationships); "
                                     "leave the relationship out")
         return None
     if label is None:
