@@ -96,8 +96,10 @@ def summary_line(variant: str, fidelity: dict[str, Any]) -> str:
         return f"{variant:>12}: not measured ({fidelity['note']})"
     mean = fidelity["mean"]
     low, high = mean["fidelity_ci"] or (float("nan"), float("nan"))
+    own_low, own_high = mean["own_context_ci"] or (float("nan"), float("nan"))
     return (f"{variant:>12}: fidelity {mean['fidelity']:.3f} [{low:.3f}, {high:.3f}]  own context "
-            f"{mean['own_context']:.3f}  ceiling {mean['ceiling']:.3f}  ({fidelity['contexts']} contexts x "
+            f"{mean['own_context']:.3f} [{own_low:.3f}, {own_high:.3f}]  ceiling {mean['ceiling']:.3f}  "
+            f"({fidelity['contexts']} contexts x "
             f"{fidelity['samples']} samples, labels {', '.join(fidelity['labels'])})")
 
 
@@ -136,15 +138,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             sys.exit(2)
     for variant, fidelity in results.items():
         print(summary_line(variant, fidelity))
-    intervals = [results[variant].get("mean", {}).get("fidelity_ci") for variant in VARIANTS]
-    shared = overlap(*intervals)
-    print(f"intervals overlap: {'n/a' if shared is None else 'yes' if shared else 'no'}")
+    overlaps = {}
+    for name in ("fidelity", "own_context"):
+        overlaps[name] = overlap(*[results[variant].get("mean", {}).get(f"{name}_ci") for variant in VARIANTS])
+        shown = "n/a" if overlaps[name] is None else "yes" if overlaps[name] else "no"
+        print(f"{name.replace('_', ' ')} intervals overlap: {shown}")
+    keys = ("fidelity", "fidelity_ci", "own_context", "own_context_ci", "ceiling")
     result = {
         "model": args.model or "tiny", "steps": args.steps, "lr": learning_rate(args), "samples": args.samples,
-        **{variant: {key: fidelity.get("mean", {}).get(key) for key in ("fidelity", "fidelity_ci", "own_context",
-                                                                         "ceiling")}
-           for variant, fidelity in results.items()},
-        "intervals_overlap": shared,
+        **{variant: {key: fidelity.get("mean", {}).get(key) for key in keys} for variant, fidelity in results.items()},
+        "intervals_overlap": overlaps["fidelity"], "own_context_intervals_overlap": overlaps["own_context"],
     }
     print(json.dumps(result), flush=True)
     return result
