@@ -91,16 +91,24 @@ def once(run_dir: Path, *options: str) -> subprocess.CompletedProcess:
                    "16", *options)
 
 
+def three_replies(run_dir: Path, switch: str = "") -> list[str]:
+    """One chat session answering the same message three times from an empty context (seeds 0, 1, 2)."""
+    message = "Hello love, are you coming for lunch on sunday?"
+    script = switch + "\n/reset\n".join([message] * 3) + "\n"
+    done = replica("chat", run_dir, "--seed", "0", "--max-new-tokens", "16", stdin=script)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split("replica> ")
+
+
 @pytest.mark.slow
 def test_chat_to_a_label_changes_the_reply_and_an_unknown_label_lists_the_valid_ones(labelled_run):
-    family = [once(labelled_run, "--to", "family", "--seed", str(seed)) for seed in range(3)]
-    friend = [once(labelled_run, "--to", "friend", "--seed", str(seed)) for seed in range(3)]
-    default = [once(labelled_run, "--seed", str(seed)) for seed in range(3)]
-    assert all(done.returncode == 0 for done in family + friend + default), family[0].stderr
-    assert [d.stdout for d in family] != [d.stdout for d in friend]  # same seeds, same message: only the label differs
-    assert [d.stdout for d in default] == [d.stdout for d in friend]  # friend: the sample's most common label
+    family, friend = three_replies(labelled_run, "/to family\n"), three_replies(labelled_run, "/to friend\n")
+    assert family != friend  # same seeds, same message: only the label differs
+    assert three_replies(labelled_run) == friend  # no label named: friend, the sample's most common
     assert_one_line_error(once(labelled_run, "--to", "boss"), "replica: error:",
                           "unknown relationship label: this run knows friend, family")
+    flag = once(labelled_run, "--to", "family", "--seed", "0")  # --to as a flag: the session's first family reply
+    assert flag.returncode == 0 and flag.stdout.splitlines()[0] == family[1].splitlines()[0], flag.stderr
 
 
 @pytest.mark.slow
