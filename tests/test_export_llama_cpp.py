@@ -8,6 +8,7 @@ import copy
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -185,12 +186,15 @@ def test_a_smollm2_run_exports_to_llama_cpp_faithfully(tmp_path, llm_for):
     nodes = parse_go_template(modelfile_template(run))
     whole = copy.copy(formatter)
     whole.max_length = 1 << 20  # Ollama truncates by its own num_ctx: compare whole conversations
+    # the demo's sample is labelled: Ollama fills {{ .System }} from the Modelfile's SYSTEM line ("to: friend")
+    system = json.loads(re.search(r"^SYSTEM (.*)$", (run / "gguf" / "Modelfile").read_text("utf-8"), re.M).group(1))
+    assert system == "to: friend"
     for context in contexts:  # the Modelfile prompt, tokenized by llama.cpp, is the training prompt
-        prompt = render_go_template(nodes, {"Messages": ollama_messages(context)})
+        prompt = render_go_template(nodes, {"Messages": ollama_messages(context), "System": system})
         # no BOS added: add_bos_token is false for a chat_template run (the template holds its own markers)
-        assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == whole.prompt_ids(context)
+        assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == whole.prompt_ids(context, "friend")
     # f16 rounding alone moves these logits (up to ~40) by ~0.05 in transformers; llama.cpp measured 0.09
-    assert llama_cpp_logit_diff(source, path, [formatter.prompt_ids(c) for c in contexts[:4]]) <= 0.25
+    assert llama_cpp_logit_diff(source, path, [formatter.prompt_ids(c, "friend") for c in contexts[:4]]) <= 0.25
     # greedy: both sides pick the same tokens unless f16 rounding flips a near tie
     sampling = Sampling(do_sample=False, max_new_tokens=48)
     before = before_export(source, contexts, sampling)

@@ -58,6 +58,8 @@ def clean_stop_rate(llm, formatter, contexts: Sequence[Sequence[dict]], sampling
     """Replica's clean-stop rate (StopCheck) over llama.cpp replies that llama.cpp itself ended; context i samples
     with seed + i, as `generate_replies` does."""
     check = StopCheck.build(formatter.stop_token_ids, formatter.stop_strings)
-    replies = [generate(llm, formatter.prompt_ids(context), sampling, sampling.seed + i) for i, context in enumerate(contexts)]
+    label = formatter.addressee(None)  # a labelled run answers its most common label, as the Modelfile's SYSTEM says
+    replies = [generate(llm, formatter.prompt_ids(context, label), sampling, sampling.seed + i)
+               for i, context in enumerate(contexts)]
     clean = [r.ended_by_eog and check.is_clean_stop(r.token_ids, r.text, sampling.max_new_tokens) for r in replies]
     return sum(clean) / max(1, len(replies)), replies

@@ -40,7 +40,9 @@ def before_export(source: ExportSource, contexts: list[list[dict]], sampling) ->
     from replica.inference.generation import generate_replies
 
     started = time.perf_counter()
-    replies = [generate_replies(source.model, source.formatter, [c], replace(sampling, seed=sampling.seed + i))[0]
+    relation = [(source.formatter.addressee(None), False)]  # a labelled run answers its most common label
+    replies = [generate_replies(source.model, source.formatter, [c], replace(sampling, seed=sampling.seed + i),
+                                relations=relation)[0]
                for i, c in enumerate(contexts)]
     seconds = time.perf_counter() - started
     return Generated(
