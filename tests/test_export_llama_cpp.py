@@ -187,7 +187,7 @@ def test_a_smollm2_run_exports_to_llama_cpp_faithfully(tmp_path, llm_for):
     whole = copy.copy(formatter)
     whole.max_length = 1 << 20  # Ollama truncates by its own num_ctx: compare whole conversations
     # the demo's sample is labelled: Ollama fills {{ .System }} from the Modelfile's SYSTEM line ("to: friend")
-    system = json.loads(re.search(r"^SYSTEM (.*)$", (run / "gguf" / "Modelfile").read_text("utf-8"), re.M).group(1))
+    system = json.loads(re.search(r"^SYSTEM (.*)$", (run / "gguf" / "Modelfile").read_text("utf-8"), re.MULTILINE).group(1))
     assert system == "to: friend"
     for context in contexts:  # the Modelfile prompt, tokenized by llama.cpp, is the training prompt
         prompt = render_go_template(nodes, {"Messages": ollama_messages(context), "System": system})
