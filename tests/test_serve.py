@@ -603,18 +603,33 @@ class Visitor:
 
 
 @pytest.mark.slow
-def test_blind_pair_cannot_be_peeked(server):
+def visible(context: list[dict], relationship=None, group=False) -> str:
+    """What a guesser sees of an example besides the two replies: its turns and, in a labelled run, label and group flag."""
+    turns = [{key: turn[key] for key in ("role", "text", "speaker") if turn.get(key)} for turn in context]
+    return json.dumps([turns, relationship, bool(group)], sort_keys=True)
+
+
+def test_blind_pair_cannot_be_peeked(server, run_dir):
     first = Visitor(server)
     status, pair = first.next()
-    assert status == 200
+    assert status == 200 and pair["relationship"] is None  # the tiny run has no labels: a context is its turns
     assert first.next() == (200, pair)  # asking again shows the same open pair, not a fresh replica reply
-    shown: dict[str, set] = {}
-    for _ in range(30):  # other visitors meet contexts again: each time with the very same two texts
+    folder = Path(json.loads((run_dir / "dataset.json").read_text())["dir"])
+    rows = [json.loads(line) for line in (folder / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    real_of: dict[str, str] = {}  # a visible context -> the real reply of its first test example, in file order
+    for row in rows:
+        real_of.setdefault(visible(row["context"]), row["target"])
+    assert len(real_of) < len(rows)  # the sample's test split repeats some contexts: the case this test is about
+    visits = [pair]
+    for _ in range(30):
         status, other = Visitor(server).next()
         assert status == 200
-        options = shown.setdefault(json.dumps(other["context"]), set(other["options"].values()))
-        assert set(other["options"].values()) == options
-    assert set(pair["options"].values()) == shown.get(json.dumps(pair["context"]), set(pair["options"].values()))
+        visits.append(other)
+    shown: dict[str, set] = {}
+    for visit in visits:  # other visitors meet contexts again: each time with the very same two texts
+        key = visible(visit["context"])
+        assert set(visit["options"].values()) == shown.setdefault(key, set(visit["options"].values()))
+        assert real_of[key] in visit["options"].values()  # one real reply per context, never two
     status, verdict = first.guess("a")
     assert status == 200 and verdict["real"] in ("a", "b")
     assert first.guess("a")[0] == 409  # one guess per shown pair

@@ -149,7 +149,7 @@ def build_app(args: argparse.Namespace, merged: bool, info):
     )
     labels = formatter.labels if formatter.relationship_in_prompt else []  # the ablation's labels do not reach prompts
     engine = Engine(batcher, sampling, "replica", limits, formatter.prompt_ids, labels)
-    blind = blind_test_of_run(None if merged else info, BlindLimits(guesses_per_hour=args.blind_guesses_per_hour))
+    blind = blind_test_of_run(None if merged else info, BlindLimits(guesses_per_hour=args.blind_guesses_per_hour), bool(labels))
     return create_app(engine, args.api_key, host_policy(args.host, args.allowed_host), blind)
 
 

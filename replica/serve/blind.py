@@ -3,7 +3,8 @@ replica reply in random order; which one is really them? Guesses go to `<run>/bl
 
 Why it cannot be peeked or gamed (docs/serving.md explains it for users):
 - each context's replica reply is generated once and pinned, so seeing a context again, by any client, shows the
-  same two texts: the repeated option is no longer the real one;
+  same two texts: the repeated option is no longer the real one. Test examples whose visible context (turns,
+  label, group flag) is the same are shown as one: the first of them, so a context never pairs with two real replies;
 - a client (a signed cookie) has one open pair until it guesses: asking again returns the same pair;
 - a client never gets a context it has already guessed (the answer was revealed to it);
 - a client adds at most `guesses_per_hour` guesses; open pairs are never evicted by other clients (when the table
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -65,9 +67,10 @@ class Guess(BaseModel):
     choice: Literal["a", "b"]
 
 
-def blind_test_of_run(info: RunInfo | None, limits: BlindLimits) -> BlindTest:
+def blind_test_of_run(info: RunInfo | None, limits: BlindLimits, labelled: bool = False) -> BlindTest:
     """The blind test over the masked test split of exactly the run's dataset (as evaluate.py reads it);
-    unavailable, with the reason, for a merged folder (`info` None) or a dataset that cannot be found or rebuilt."""
+    unavailable, with the reason, for a merged folder (`info` None) or a dataset that cannot be found or rebuilt.
+    `labelled`: the served prompts name each example's relationship, so the label is part of what a guesser sees."""
     from replica.evaluation.data import load_split
     from replica.prepare.pipeline import run_dataset
 
@@ -77,17 +80,21 @@ def blind_test_of_run(info: RunInfo | None, limits: BlindLimits) -> BlindTest:
         examples = load_split(run_dataset(info.run_dir, log=logging.getLogger(__name__).info).dir, "test")
     except ReplicaInputError as err:
         return BlindTest(info.run_dir, [], f"the run's test split is unavailable ({err})", limits)
-    return BlindTest(info.run_dir, examples, limits=limits)
+    return BlindTest(info.run_dir, examples, limits=limits, labelled=labelled)
 
 
 class BlindTest:
     """Open pairs live in memory, one per client, until guessed or expired; pinned replica replies per context."""
 
-    def __init__(self, run_dir: Path | None, examples: list[dict], unavailable: str | None = None, limits: BlindLimits = BlindLimits()) -> None:
+    def __init__(
+        self, run_dir: Path | None, examples: list[dict], unavailable: str | None = None, limits: BlindLimits = BlindLimits(),
+        labelled: bool = False,
+    ) -> None:
         self.run_dir = run_dir
         self.examples = examples
         self.unavailable = unavailable
         self.limits = limits
+        self.pool = _one_per_visible_context(examples, labelled)
         self.open: dict[str, _Open] = {}
         self.pins: dict[int, asyncio.Future[str]] = {}
         self.key = _cookie_key(guesses_path(run_dir).parent / KEY_FILE) if run_dir is not None and not unavailable else b""
@@ -106,7 +113,7 @@ class BlindTest:
                 return error_response(429, message, "rate_limit_exceeded", headers={"Retry-After": "600"})
             if len(self.open) >= self.limits.max_open_pairs:
                 return error_response(429, "too many people are mid-guess: retry in a minute", "rate_limit_exceeded", headers={"Retry-After": "60"})
-            unseen = [i for i in range(len(self.examples)) if i not in seen]
+            unseen = [i for i in self.pool if i not in seen]
             if not unseen:
                 return error_response(404, "you have seen every conversation of the test split: thank you!", "blind_test_done")
             index = secrets.choice(unseen)
@@ -206,6 +213,17 @@ def _context(example: dict) -> list[dict]:
     """The example's masked context turns: role, text and, in a group chat, the speaker's pseudonym."""
     return [{"role": turn["role"], "text": turn["text"], **({"speaker": turn["speaker"]} if turn.get("speaker") else {})}
             for turn in example["context"]]
+
+
+def _one_per_visible_context(examples: list[dict], labelled: bool) -> list[int]:
+    """Indices of the first example of each distinct context (with its label and group flag when the prompts name
+    them): the examples a guesser can tell apart."""
+    first: dict[str, int] = {}
+    for index, example in enumerate(examples):
+        shown = [example.get("relationship"), bool(example.get("group"))] if labelled else []
+        key = json.dumps([_context(example), *shown], sort_keys=True)
+        first.setdefault(key, index)
+    return sorted(first.values())
 
 
 def _addressee(engine, example: dict) -> tuple[str | None, bool]:
