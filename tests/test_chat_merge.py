@@ -231,6 +231,7 @@ def test_merged_folder_metadata_keeps_format_and_no_training_config(merged):
     meta = json.loads((merged / "replica.json").read_text())
     assert meta["format"] == "role_tokens" and meta["role_tokens"]["eot"] == "<|eot|>"
     assert "config" not in meta  # the training config names the user and their exports
+    assert meta["generation"]["max_new_tokens"] == 16  # the run's block (FAST_OVERRIDES)
     assert not any(p.name.startswith(".") for p in merged.parent.iterdir())  # no staging leftovers
 
 

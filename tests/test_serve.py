@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_one_line_error, train_tiny
+from tests.helpers import FAST_OVERRIDES, assert_one_line_error, train_tiny
 from tests.serve_helpers import MARKERS, ROOT, Server, call, long_seed, replica_cli
 
 KEY = "test-key-5f1c9a"
@@ -738,6 +738,17 @@ def merged_chat(server, **fields):
 def test_merged_folder_is_served_and_its_blind_test_explains_why_not(merged_server):
     assert_clean(reply_text(merged_chat(merged_server)))
     assert_error_object(call(merged_server.url, "GET", "/blind/api/next", None, MERGED_AUTH), 404, "serve the run folder")
+
+
+@pytest.mark.slow
+def test_merged_folder_answers_with_the_runs_reply_length(merged_server):
+    recorded = int(next(item.split("=")[1] for item in FAST_OVERRIDES if item.startswith("generation.max_new_tokens=")))
+    seed = long_seed(merged_server.url, MERGED_AUTH, 400, parallel=MAX_BATCH)  # a reply that runs on when let
+    body = {"messages": [{"role": "user", "content": "ciao"}], "temperature": 2.0, "seed": seed}  # no max_tokens
+    answer = call(merged_server.url, "POST", "/v1/chat/completions", body, MERGED_AUTH)
+    assert answer.status == 200, answer.raw
+    assert answer.json()["choices"][0]["finish_reason"] == "length"
+    assert answer.json()["usage"]["completion_tokens"] == recorded  # the run's generation.max_new_tokens, merged along
 
 
 @pytest.mark.slow

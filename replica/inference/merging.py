@@ -5,15 +5,17 @@ Replica's chat format through its chat template."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from replica.atomic import replace_dir
 from replica.inference.loading import load_run, quiet_loading
 from replica.model.chat_template import chat_template
 from replica.model.run_dir import RunInfo
+from replica.settings import GenerationSection
 
 # replica.json keys copied into the merged folder: the chat format only, never the training config (it names
-# the user and their export paths, and a merged folder is meant to be shared).
+# the user and their export paths, and a merged folder is meant to be shared); the run's sampling block is added.
 FORMAT_KEYS = ("format_version", "format", "end_of_turn", "stop_strings", "role_tokens", "max_length", "base_model",
                "relationship_in_prompt", "relationships")
 
@@ -50,7 +52,9 @@ def merge_run(run_dir: str | Path, out: Path, dtype: str) -> Path:
 
 
 def _merged_meta(info: RunInfo, dtype: str, formatter) -> dict:
-    """The merged folder's replica.json: the run's chat format, where it was merged from, no training config."""
+    """The merged folder's replica.json: the run's chat format and `generation` block (what `replica serve` samples
+    with), where it was merged from, no training config."""
     meta = {key: info.meta[key] for key in FORMAT_KEYS if key in info.meta}
+    meta["generation"] = asdict(GenerationSection.of_run(info.config))
     meta.update(merged_from_step=info.meta.get("global_step"), dtype=dtype, end_of_turn_id=formatter.end_of_turn_id)
     return meta
