@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from replica.commands.arguments import OneLineParser
 from replica.errors import ReplicaInputError
 from replica.prepare.shown_paths import mask_shown_paths
 
@@ -29,7 +30,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `cat` and friends return under `| 
 def build_parser() -> argparse.ArgumentParser:
     from replica.commands import ingest
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="replica",
         description="Clone how one person texts: chat exports -> private dataset -> QLoRA fine-tune.",
     )

@@ -45,6 +45,15 @@ def test_parse_timezone_places_epoch_times(tmp_path, zone, expected):
     assert json.loads(done.stdout)["time"] == expected
 
 
+@pytest.mark.parametrize("command, flag, value", [
+    ("parse", "--timezone", "Mars/Olympus"), ("parse", "--max-messages", "0"), ("serve", "--port", "70000"),
+    ("chat", "--top-p", "1.5"), ("export", "--quant", "q3_x"), ("merge", "--dtype", "int3"),
+])
+def test_a_bad_flag_is_one_line_naming_it(tmp_path, command, flag, value):
+    done = replica(command, tmp_path, flag, value, cwd=tmp_path)
+    assert_one_line_error(done, f"replica {command}: error:", flag, value, f"replica {command} --help")
+
+
 def _prepared_texts(tmp_path: Path, *overrides: str) -> tuple[str, dict]:
     """(every example file's text, stats.json) of `replica prepare` with these overrides."""
     tmp_path.mkdir(parents=True, exist_ok=True)

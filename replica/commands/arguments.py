@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, `PROG: error: ... (see PROG --help)`, with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def _number_type(convert: Callable[[str], float], accepted: Callable[[float], bool], rule: str) -> Callable[[str], float]:
@@ -28,3 +37,12 @@ positive_float = _number_type(float, lambda n: n > 0, "above 0")
 non_negative_float = _number_type(float, lambda n: n >= 0, "at least 0")
 probability = _number_type(float, lambda n: 0 < n <= 1, "in (0, 1]")
 port = _number_type(int, lambda n: 0 < n < 65536, "in 1-65535")
+
+
+def time_zone(value: str) -> str:
+    """An argparse type: an IANA time zone name this machine knows."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a known time zone; use an IANA name such as Europe/Rome") from None
+    return value

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TextIO
 
 from replica.commands.arguments import (
+    OneLineParser,
     non_negative_int,
     positive_float,
     positive_int,
@@ -31,7 +32,7 @@ FROM_RUN = "(default: the run's generation block)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="replica chat",
         description="Chat with a fine-tuned run: you write as the other person, the replica answers as you.",
         epilog=f"in the chat: {RESET} clears the context, {TO} LABEL changes who you are to the replica, {QUIT} (or "

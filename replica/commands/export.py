@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from replica.commands.arguments import OneLineParser
 from replica.errors import ReplicaInputError
 
 QUANT_NAMES = ("f16", "q8_0", "q4_0", "f32")
@@ -19,7 +20,7 @@ MODELFILE = "Modelfile"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="replica export",
         description="Export a run (or a merged model) to one GGUF file for llama.cpp, Ollama and LM Studio.",
     )

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from replica.commands.arguments import positive_int
+from replica.commands.arguments import positive_int, time_zone
 from replica.ingest import LoadResult, load_exports
 from replica.ingest.limits import Limits
 from replica.ingest.message import Message
@@ -55,7 +55,7 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         help="day/month order of WhatsApp dates (default: auto-detect per file)",
     )
     parser.add_argument(
-        "--timezone", metavar="ZONE",
+        "--timezone", type=time_zone, metavar="ZONE",
         help="IANA time zone of epoch times (Telegram, Messenger), e.g. Europe/Rome, as data.timezone "
         "(default: $REPLICA_TZ, else this machine's zone)",
     )

@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from replica.commands.arguments import OneLineParser
 from replica.errors import ReplicaInputError
 from replica.settings import DTYPE_NAMES
 
@@ -17,7 +18,7 @@ MODEL_MARKER = "config.json"  # what a folder must hold before --force may repla
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="replica merge",
         description="Merge a run's LoRA adapter into its base model (loaded in 16-bit, not 4-bit) and save it.",
     )

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 from replica.commands.arguments import (
+    OneLineParser,
     non_negative_float,
     port,
     positive_float,
@@ -29,7 +30,7 @@ KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long (uvi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="replica serve",
         description="Serve a run (or a merged model) over an OpenAI-compatible HTTP API, with a web chat and a blind test.",
     )
