@@ -9,7 +9,9 @@ from pathlib import Path
 from lightning import Callback, LightningModule, Trainer
 
 from replica.atomic import write_jsonl
-from replica.inference.generation import Sampling, generate_replies
+from replica.inference.generation import generate_replies
+from replica.inference.jobs import Sampling
+from replica.inference.transformers_engine import TransformersEngine
 from replica.settings import GenerationSection
 
 
@@ -47,7 +49,8 @@ class StopSequenceEval(Callback):
             return
         examples = self.examples
         replies = generate_replies(
-            pl_module.model, self.formatter, [e["context"] for e in examples], self.sampling, self.batch_size
+            TransformersEngine(pl_module.model, self.formatter), [e["context"] for e in examples], self.sampling,
+            self.batch_size,
         )
         rate = sum(r.clean_stop for r in replies) / max(1, len(replies))
         generated = sum(len(r.text) for r in replies) / max(1, len(replies))

@@ -24,6 +24,8 @@ DATA_FORMATS = ("auto", "role_tokens", "plain", "chat_template")
 QUANT_MODES = ("nf4", "fp4", "none")
 DTYPE_NAMES = ("bfloat16", "float16", "float32")
 STOP_EVAL_DECODING = ("greedy", "sample")  # how the stop-sequence callback decodes its validation replies
+ENGINES = ("auto", "transformers", "llama_cpp")  # what generates replies; auto = llama.cpp on CPU, transformers on GPU
+ENGINE_QUANTS = ("q8_0", "f16", "f32")  # the weights of the GGUF file the llama.cpp engine builds for a run
 
 
 @dataclass
@@ -118,6 +120,8 @@ class GenerationSection:
     repetition_penalty: float = 1.0
     seed: int = 0
     stop_eval: str = "greedy"  # greedy | sample: how the clean-stop rate is measured during training
+    engine: str = "auto"  # auto | transformers | llama_cpp: auto = llama.cpp on CPU, transformers on a GPU
+    engine_quant: str = "q8_0"  # weights of the run's GGUF for the llama.cpp engine (docs/serving.md: quality kept)
 
     @classmethod
     def of_run(cls, config: Mapping[str, Any] | None) -> GenerationSection:
@@ -153,4 +157,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "quant.compute_dtype": DTYPE_NAMES,
     "model.dtype": DTYPE_NAMES,
     "generation.stop_eval": STOP_EVAL_DECODING,
+    "generation.engine": ENGINES,
+    "generation.engine_quant": ENGINE_QUANTS,
 }

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TextIO
@@ -22,6 +21,7 @@ from replica.commands.arguments import (
 )
 from replica.errors import ReplicaInputError
 from replica.prepare.relationships import GROUP
+from replica.settings import ENGINES
 
 RESET = "/reset"
 QUIT = "/quit"
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, help="sampling seed for reproducible replies (default: random)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where to run the model (default: cuda if available)")
+    parser.add_argument("--engine", choices=ENGINES, help=f"what generates: llama_cpp (the run's GGUF, built once) or transformers; auto = llama.cpp on CPU, transformers on a GPU {FROM_RUN}")
     parser.add_argument("--once", metavar="TEXT", help="answer this one message, print the reply line and exit")
     return parser
 
@@ -93,11 +94,10 @@ def main(argv: Sequence[str]) -> int:
 class ChatSession:
     """A loaded run plus the rolling context of the conversation (kept in memory only)."""
 
-    def __init__(self, model, formatter, sampling, context_turns: int, seed: int | None,
-                 relationship: str | None = None) -> None:
-        self.model = model
+    def __init__(self, engine, sampling, context_turns: int, seed: int | None, relationship: str | None = None) -> None:
+        self.engine = engine
         self.relationship = relationship
-        self.formatter = formatter
+        self.formatter = engine.formatter
         self.sampling = sampling
         self.context_turns = context_turns
         self.seed = seed
@@ -106,19 +106,16 @@ class ChatSession:
 
     @classmethod
     def load(cls, args: argparse.Namespace, device: str, relationship: str | None = None) -> ChatSession:
-        from transformers.utils import logging as hf_logging
-
-        from replica.inference.generation import Sampling
-        from replica.inference.loading import load_run
+        from replica.inference.engines import choose_engine, open_run_engines
+        from replica.inference.jobs import Sampling
+        from replica.inference.loading import quiet_loading
+        from replica.model.run_dir import inspect_run
         from replica.settings import GenerationSection
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        with warnings.catch_warnings():  # library deprecation chatter would bury the chat
-            warnings.simplefilter("ignore")
-            model, formatter, info = load_run(args.run_dir, device=device)
+        info = inspect_run(args.run_dir)
+        block = GenerationSection.of_run(info.config)
         sampling = Sampling.from_block(
-            GenerationSection.of_run(info.config),
+            block,
             max_new_tokens=args.max_new_tokens,
             do_sample=None if args.greedy is None else not args.greedy,
             temperature=args.temperature,
@@ -126,7 +123,11 @@ class ChatSession:
             top_k=args.top_k,
             repetition_penalty=args.repetition_penalty,
         )
-        return cls(model, formatter, sampling, args.context, args.seed, relationship)
+        name = choose_engine(args.engine or block.engine, device, option="--engine" if args.engine else "generation.engine")
+        with quiet_loading():
+            engine = open_run_engines(info, engine=name, quant=block.engine_quant, sides=(True,), slots=1,
+                                      max_new_tokens=sampling.max_new_tokens, device=device)[True]
+        return cls(engine, sampling, args.context, args.seed, relationship)
 
     def settings(self) -> str:
         """The sampling in effect (the run's block, with the flags given), as one line."""
@@ -144,7 +145,7 @@ class ChatSession:
         seed = secrets.randbelow(2**31) if self.seed is None else self.seed + self.replies
         sampling = replace(self.sampling, seed=seed)
         context = self.turns[-self.context_turns :]
-        generated = generate_replies(self.model, self.formatter, [context], sampling, 1,
+        generated = generate_replies(self.engine, [context], sampling, 1,
                                      relations=[(self.relationship, self.relationship == GROUP)])
         messages = [" ".join(line.split()) for line in generated[0].text.splitlines()]
         messages = [message for message in messages if message]

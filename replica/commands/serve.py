@@ -11,8 +11,8 @@ import ipaddress
 import logging
 import socket
 import sys
-import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from replica.commands.arguments import (
     OneLineParser,
@@ -23,6 +23,7 @@ from replica.commands.arguments import (
     probability,
 )
 from replica.errors import ReplicaInputError
+from replica.settings import ENGINES
 
 LOOPBACK_NAMES = ("localhost",)
 FROM_RUN = "(default: the run's generation block; a merged folder's defaults)"
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a host name clients may use in the Host header, besides localhost and IP addresses (repeatable)",
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where to run the model (default: cuda if available)")
+    parser.add_argument("--engine", choices=ENGINES, help=f"what generates: llama_cpp (the run's GGUF, built once) or transformers; auto = llama.cpp on CPU, transformers on a GPU {FROM_RUN}")
     parser.add_argument("--max-batch", type=positive_int, default=8, help="requests generated together (default 8; 1 = one at a time)")
     parser.add_argument("--batch-window-ms", type=non_negative_float, default=20.0, help="how long a batch waits for more requests (default 20)")
     parser.add_argument("--queue-size", type=positive_int, default=64, help="requests allowed to wait behind a generating batch; more get 503 (default 64)")
@@ -112,52 +114,48 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def build_app(args: argparse.Namespace, merged: bool, info):
-    """Load the model once and wire the batcher, the engine, the blind test and the FastAPI app."""
-    from functools import partial
-
-    from transformers.utils import logging as hf_logging
-
+    """Open the engine once and wire its scheduler, the service, the blind test and the FastAPI app."""
     from replica.devices import resolve_device
-    from replica.inference.generation import generate_jobs
-    from replica.inference.loading import load_merged, load_run
-    from replica.serve.app import Engine, Limits, create_app
+    from replica.inference.engines import choose_engine, open_merged_engine, open_run_engines
+    from replica.inference.loading import merged_formatter, quiet_loading
+    from replica.serve.app import Limits, Service, create_app
     from replica.serve.batcher import Batcher
     from replica.serve.blind import BlindLimits, blind_test_of_run
     from replica.serve.guard import host_policy
     from replica.settings import GenerationSection
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     logging.getLogger("replica").setLevel(logging.INFO)
     device = resolve_device(args.device, option="--device")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    recorded = merged_formatter(args.model_dir)[1] if merged else info.config
+    block = GenerationSection.of_run(recorded)
+    engine_name = choose_engine(args.engine or block.engine, device, option="--engine" if args.engine else "generation.engine")
+    window_s = args.batch_window_ms / 1000
+    opened = dict(engine=engine_name, quant=block.engine_quant, slots=args.max_batch, max_new_tokens=args.max_tokens_limit,
+                  device=device, window_s=window_s, queue_size=args.queue_size)
+    with quiet_loading():
         if merged:
-            model, formatter, recorded = load_merged(args.model_dir, device=device)
+            engine, _ = open_merged_engine(Path(args.model_dir).expanduser(), **opened)
         else:
-            model, formatter, info = load_run(args.model_dir, device=device)
-            recorded = info.config
-    sampling = served_sampling(GenerationSection.of_run(recorded), args)
+            engine = open_run_engines(info, sides=(True,), **opened)[True]
+    scheduler = engine if hasattr(engine, "submit") else Batcher(
+        engine.generate_batch, max_batch=args.max_batch, window_s=window_s, queue_size=args.queue_size)
+    formatter = engine.formatter
+    sampling = served_sampling(block, args)
     limits = Limits(
         max_body_bytes=args.max_body_kb * 1024, max_tokens=args.max_tokens_limit,
         default_max_tokens=min(sampling.max_new_tokens, args.max_tokens_limit), read_timeout_s=args.read_timeout,
     )
-    batcher = Batcher(
-        partial(generate_jobs, model, formatter),
-        max_batch=args.max_batch,
-        window_s=args.batch_window_ms / 1000,
-        queue_size=args.queue_size,
-    )
     labels = formatter.labels if formatter.relationship_in_prompt else []  # the ablation's labels do not reach prompts
-    engine = Engine(batcher, sampling, "replica", limits, formatter.prompt_ids, labels)
+    service = Service(scheduler, sampling, "replica", limits, formatter.prompt_ids, labels)
     blind = blind_test_of_run(None if merged else info, BlindLimits(guesses_per_hour=args.blind_guesses_per_hour), bool(labels))
-    return create_app(engine, args.api_key, host_policy(args.host, args.allowed_host), blind)
+    print(f"replica serve: generating with {engine_name}", file=sys.stderr, flush=True)
+    return create_app(service, args.api_key, host_policy(args.host, args.allowed_host), blind)
 
 
 def served_sampling(block, args: argparse.Namespace):
     """What a request that names no setting gets: the recorded block, overridden by the flags given; a block that
     does not sample answers greedily (temperature 0) unless --temperature is given."""
-    from replica.inference.generation import Sampling
+    from replica.inference.jobs import Sampling
 
     temperature = args.temperature if args.temperature is not None or block.do_sample else 0.0
     return Sampling.from_block(block, temperature=temperature, top_p=args.top_p, max_new_tokens=args.max_tokens)

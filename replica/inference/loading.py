@@ -14,21 +14,17 @@ from replica.model.run_dir import RunInfo, inspect_run
 def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True):
     """(PeftModel in eval mode, ChatFormatter, RunInfo) for a finished run; one model serves base and adapter."""
     from peft import PeftModel
-    from transformers import AutoTokenizer
 
     from replica.model.base_model import load_base_model
-    from replica.model.formatting import ChatFormatter
     from replica.model.gguf_base import ensure_gguf_base, is_gguf_reference
     from replica.model.memory import return_freed_buffers_to_the_system
-    from replica.model.tokens import RoleTokens, ensure_embedding_rows
+    from replica.model.tokens import ensure_embedding_rows
 
     return_freed_buffers_to_the_system()
     info = inspect_run(run_dir)
     cfg = info.config
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(info.adapter_dir)
-    except Exception as err:  # a tokenizer file that parses but does not load
-        raise _damaged(info, "the tokenizer", err) from None
+    formatter = run_formatter(info)
+    tokenizer = formatter.tokenizer
     base_path = info.meta["base_model"]
     if not Path(base_path).exists() and cfg["model"].get("tiny"):
         raise ReplicaInputError(f"{base_path}: the run's tiny base model is gone from the cache; rerun train.py to rebuild it")
@@ -43,10 +39,28 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", quantized: bool = True
     except Exception as err:  # e.g. adapter_config.json edited to another rank: size mismatch
         raise _damaged(info, "the adapter", err) from None
     model.eval()
-    formatter = ChatFormatter(tokenizer, info.meta["format"], RoleTokens(**info.meta["role_tokens"]), info.meta["max_length"],
-                              relationship_in_prompt=info.meta.get("relationship_in_prompt", False),
-                              labels=info.meta.get("relationships", ()))
     return model, formatter, info
+
+
+def formatter_of(tokenizer, meta: dict):
+    """The chat format a run (or merged folder) recorded in its replica.json, over `tokenizer`."""
+    from replica.model.formatting import ChatFormatter
+    from replica.model.tokens import RoleTokens
+
+    return ChatFormatter(tokenizer, meta["format"], RoleTokens(**meta["role_tokens"]), int(meta["max_length"]),
+                         relationship_in_prompt=meta.get("relationship_in_prompt", False),
+                         labels=meta.get("relationships", ()))
+
+
+def run_formatter(info: RunInfo):
+    """A run's chat formatter from its tokenizer alone (no model loaded)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(info.adapter_dir)
+    except Exception as err:  # a tokenizer file that parses but does not load
+        raise _damaged(info, "the tokenizer", err) from None
+    return formatter_of(tokenizer, info.meta)
 
 
 def _damaged(info: RunInfo, what: str, err: Exception) -> ReplicaInputError:
@@ -81,27 +95,28 @@ def is_merged_dir(path: str | Path) -> bool:
 
 def load_merged(model_dir: str | Path, *, device: str = "cpu"):
     """(model in eval mode, ChatFormatter, replica.json) for a `replica merge` folder; float32 on CPU."""
-    import json
-
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from replica.model.base_model import DTYPES
-    from replica.model.formatting import ChatFormatter
-    from replica.model.tokens import RoleTokens
 
     model_dir = Path(model_dir).expanduser()
-    try:
-        meta = json.loads((model_dir / "replica.json").read_text(encoding="utf-8"))
-        tokens = RoleTokens(**meta["role_tokens"])
-        style, max_length = meta["format"], int(meta["max_length"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ReplicaInputError(f"not a readable merged model ({type(err).__name__}); rerun `replica merge`", path=str(model_dir / "replica.json")) from None
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    formatter, meta = merged_formatter(model_dir)
     dtype = torch.float32 if device == "cpu" else DTYPES[meta.get("dtype", "bfloat16")]
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
     model.eval()
-    formatter = ChatFormatter(tokenizer, style, tokens, max_length,
-                              relationship_in_prompt=meta.get("relationship_in_prompt", False),
-                              labels=meta.get("relationships", ()))
     return model, formatter, meta
+
+
+def merged_formatter(model_dir: Path):
+    """(ChatFormatter, replica.json) of a `replica merge` folder, without loading its model."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    try:
+        meta = json.loads((model_dir / "replica.json").read_text(encoding="utf-8"))
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        return formatter_of(tokenizer, meta), meta
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ReplicaInputError(f"not a readable merged model ({type(err).__name__}); rerun `replica merge`", path=str(model_dir / "replica.json")) from None

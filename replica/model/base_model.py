@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from replica.model.formatting import resolve_format
+from replica.notices import explain_cpu_4bit
 from replica.model.gguf_base import ensure_gguf_base, is_gguf_reference
 from replica.model.tokens import RoleTokens, add_role_tokens
 
@@ -79,6 +80,8 @@ def load_base_model(path: str, model_cfg: Mapping, quant_cfg: Mapping, device: t
     quant = quantization_config(quant_cfg)
     if quant is not None:
         kwargs["quantization_config"] = quant
+        if str(device) == "cpu":
+            explain_cpu_4bit()
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     release_checkpoint_mapping(model)
     return model

@@ -14,7 +14,8 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,17 +24,21 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from replica.errors import ReplicaInputError
-from replica.inference.generation import Job, Sampling
+from replica.inference.jobs import Busy, GenerationFailed, Job, Outcome, Sampling
 from replica.model.formatting import choose_relationship
 from replica.prepare.relationships import GROUP
 from replica.serve import openai_api
-from replica.serve.batcher import Batcher, Busy, GenerationFailed, Outcome
 from replica.serve.guard import Guard, HostPolicy
 from replica.serve.openai_api import error_response
 
 STATIC = Path(__file__).with_name("static")
 MIN_TEMPERATURE = 1e-3  # below this, sampling divides logits into inf/nan: such a temperature means greedy
 BATCH_HEADER = "X-Replica-Batch"  # on non-streaming replies: how many requests shared the batched generate
+
+
+class Scheduler(Protocol):
+    def submit(self, job: Job) -> Future:
+        """Queue `job`; the future resolves to an Outcome. Raises Busy when too many jobs wait."""
 
 
 class UnknownRelationship(ValueError):
@@ -48,11 +53,13 @@ class Limits:
     read_timeout_s: float  # a request body must arrive within this many seconds of its headers
 
 
-class Engine:
-    """The loaded model behind one batcher, plus the sampling defaults of `replica chat` and the run's labels."""
+class Service:
+    """What the endpoints talk to: the scheduler in front of the generation engine (transformers' batcher or
+    llama.cpp's continuous batching; both `submit` a job and return a future Outcome), the sampling defaults and
+    the run's labels."""
 
     def __init__(
-        self, batcher: Batcher, sampling: Sampling, model_name: str, limits: Limits,
+        self, batcher: Scheduler, sampling: Sampling, model_name: str, limits: Limits,
         tokenize: Callable[[list[dict], str | None, bool], list[int]], labels: Sequence[str] = (),
     ) -> None:
         self.batcher = batcher
@@ -97,7 +104,7 @@ class Engine:
         return await asyncio.wrap_future(self.batcher.submit(job))
 
 
-def create_app(engine: Engine, api_key: str | None, hosts: HostPolicy, blind=None) -> FastAPI:
+def create_app(engine: Service, api_key: str | None, hosts: HostPolicy, blind=None) -> FastAPI:
     app = FastAPI(title="Replica", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(Guard, api_key=api_key, hosts=hosts, max_body_bytes=engine.limits.max_body_bytes, read_timeout_s=engine.limits.read_timeout_s)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -180,7 +187,7 @@ def _field(problem: dict) -> str:
     return ".".join(parts) or "body"
 
 
-async def reply_unless_gone(engine: Engine, job: Job, request: Request, gone: threading.Event) -> Outcome | None:
+async def reply_unless_gone(engine: Service, job: Job, request: Request, gone: threading.Event) -> Outcome | None:
     """The job's outcome; None if the client disconnected first (then its job is cancelled and its row stops)."""
     future = asyncio.wrap_future(engine.batcher.submit(job))
     watcher = asyncio.ensure_future(_disconnected(request))
@@ -206,7 +213,7 @@ def _settled(future: asyncio.Future) -> None:
         future.exception()  # an abandoned job's error is nobody's: retrieve it so asyncio does not log it
 
 
-def open_stream(engine: Engine, turns: list[dict], settings: dict, request_id: str, include_usage: bool) -> AsyncIterator[str]:
+def open_stream(engine: Service, turns: list[dict], settings: dict, request_id: str, include_usage: bool) -> AsyncIterator[str]:
     """Server-sent events of one reply; if the client goes away the job is cancelled and its row stops.
 
     The job is queued before the response starts, so a full queue is still a 503, not a broken stream. A job

@@ -14,23 +14,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
-from replica.inference.generation import Job, Reply
+from replica.inference.jobs import Busy, GenerationFailed, Job, Outcome, Reply
 
 log = logging.getLogger(__name__)
-
-
-class Busy(Exception):
-    """The waiting queue is full: the client should retry later."""
-
-
-class GenerationFailed(Exception):
-    """Generating this job's reply raised; the message names only the error type, never the conversation."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    reply: Reply
-    batch_size: int  # how many requests were generated together with this one (itself included)
 
 
 @dataclass(eq=False)

@@ -1,0 +1,35 @@
+"""Third-party notices a user can do nothing about stay off the console; Replica says what matters in its own words."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+# bitsandbytes logs this at import on CPUs with AVX512-BF16: its fast CPU 4-bit kernel is a Hub download that is
+# never there offline. What it costs is said once by `explain_cpu_4bit`.
+KERNEL_DOWNLOAD_LOGGER = "bitsandbytes.backends.cpu.ops"
+KERNEL_DOWNLOAD_MESSAGE = "kernels-community"
+_explained = False
+
+
+class _DropKernelDownloadNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return KERNEL_DOWNLOAD_MESSAGE not in record.getMessage()
+
+
+def silence_kernel_download_notice() -> None:
+    """Drop bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community" line (idempotent; must run
+    before bitsandbytes is imported: the record is logged at import)."""
+    logger = logging.getLogger(KERNEL_DOWNLOAD_LOGGER)
+    if not any(isinstance(f, _DropKernelDownloadNotice) for f in logger.filters):
+        logger.addFilter(_DropKernelDownloadNotice())
+
+
+def explain_cpu_4bit() -> None:
+    """Say once per process what a 4-bit model on the CPU costs."""
+    global _explained
+    if not _explained:
+        _explained = True
+        print("replica: 4-bit weights on the CPU take bitsandbytes' portable path (its fast CPU kernel is a download, "
+              "not installed): fine for training, several times slower than llama.cpp for generating, which chat, "
+              "serve and evaluate use on CPU by default", file=sys.stderr, flush=True)
