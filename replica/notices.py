@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
-# bitsandbytes logs this at import on CPUs with AVX512-BF16: its fast CPU 4-bit kernel is a Hub download that is
-# never there offline. What it costs is said once by `explain_cpu_4bit`.
-KERNEL_DOWNLOAD_LOGGER = "bitsandbytes.backends.cpu.ops"
+# bitsandbytes (and the `kernels` package it asks) log these at import on CPUs with AVX512-BF16: its fast CPU 4-bit
+# kernel is a Hub download that is never there offline. What it costs is said once by `explain_cpu_4bit`.
+KERNEL_DOWNLOAD_LOGGERS = ("bitsandbytes.backends.cpu.ops", "kernels._internals.hf_hub")
 KERNEL_DOWNLOAD_MESSAGE = "kernels-community"
 _explained = False
 
@@ -18,11 +18,12 @@ class _DropKernelDownloadNotice(logging.Filter):
 
 
 def silence_kernel_download_notice() -> None:
-    """Drop bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community" line (idempotent; must run
-    before bitsandbytes is imported: the record is logged at import)."""
-    logger = logging.getLogger(KERNEL_DOWNLOAD_LOGGER)
-    if not any(isinstance(f, _DropKernelDownloadNotice) for f in logger.filters):
-        logger.addFilter(_DropKernelDownloadNotice())
+    """Drop bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community" line and the `kernels`
+    package's offline notice about it (idempotent; runs before bitsandbytes is imported: they are logged at import)."""
+    for name in KERNEL_DOWNLOAD_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropKernelDownloadNotice) for f in logger.filters):
+            logger.addFilter(_DropKernelDownloadNotice())
 
 
 def explain_cpu_4bit() -> None:

@@ -11,6 +11,7 @@ finished row frees its slot at once for the next job. The prompt is the formatte
 from __future__ import annotations
 
 import collections
+import ctypes
 import logging
 import os
 import threading
@@ -61,6 +62,15 @@ def _quiet(lib) -> None:
     if not _LOG_SINK:
         _LOG_SINK.append(lib.llama_log_callback(lambda level, text, data: None))
         lib.llama_log_set(_LOG_SINK[0], None)
+
+
+def _penalties_sampler(lib):
+    """llama.cpp's `llama_sampler_init_penalties(last_n, repeat, freq, present)`, declared as the library defines it
+    (llama-cpp-python 0.3.x still declares an older signature with a leading n_vocab, which silently disables it)."""
+    function = lib.llama_cpp._lib.llama_sampler_init_penalties
+    function.argtypes = [ctypes.c_int32, ctypes.c_float, ctypes.c_float, ctypes.c_float]
+    function.restype = lib.llama_cpp.llama_sampler_p_ctypes
+    return function
 
 
 def threads() -> int:
@@ -207,7 +217,13 @@ class LlamaCppEngine:
             if not pending.future.set_running_or_notify_cancel():
                 continue
             slot = max(free, key=lambda s: (_shared(s.cached, pending.prompt), -s.used_at))
-            self._start(slot, pending)
+            try:
+                self._start(slot, pending)
+            except Exception as err:  # noqa: BLE001 - a job that cannot start fails alone
+                log.error("llama.cpp could not start a reply (%s)", type(err).__name__)
+                self._release(slot)
+                slot.cached = []
+                pending.future.set_exception(GenerationFailed(f"the reply could not be generated ({type(err).__name__})"))
 
     def _start(self, slot: _Slot, pending: _Pending) -> None:
         prompt = pending.prompt
@@ -228,7 +244,8 @@ class LlamaCppEngine:
         lib = self._lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         if sampling.repetition_penalty != 1.0:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_penalties(self._n_vocab, -1, sampling.repetition_penalty, 0.0, 0.0))
+            penalties = _penalties_sampler(lib)(self.context, sampling.repetition_penalty, 0.0, 0.0)
+            lib.llama_sampler_chain_add(chain, penalties)
         if not sampling.do_sample:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
         else:
@@ -296,10 +313,14 @@ class LlamaCppEngine:
 
     def _finish(self, slot: _Slot) -> None:
         pending, row = slot.pending, slot.row
+        self._release(slot)
+        pending.future.set_result(Outcome(row.reply(), slot.peak))
+
+    def _release(self, slot: _Slot) -> None:
+        """Free the slot for the next job (its cache stays for a prompt that shares its prefix)."""
         self._drop_sampler(slot)
         slot.pending, slot.row, slot.last, slot.to_read = None, None, None, []
         slot.used_at = time.monotonic()
-        pending.future.set_result(Outcome(row.reply(), slot.peak))
 
     def _drop_sampler(self, slot: _Slot) -> None:
         if slot.sampler is not None:
@@ -313,8 +334,7 @@ class LlamaCppEngine:
             slot.cached = []
             if slot.pending is not None:
                 pending = slot.pending
-                self._drop_sampler(slot)
-                slot.pending, slot.row, slot.last, slot.to_read = None, None, None, []
+                self._release(slot)
                 pending.future.set_exception(GenerationFailed(f"the reply could not be generated ({type(err).__name__})"))
 
     def _fail_all(self, err: Exception) -> None:
