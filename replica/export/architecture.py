@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import gguf
@@ -109,19 +109,20 @@ def llama3_rope_factors(config) -> np.ndarray:
     return np.asarray(divisors, dtype=np.float32)
 
 
-def gguf_tensors(model, arch: Architecture) -> Iterator[tuple[str, np.ndarray]]:
-    """(GGUF name, float32 array) for every weight of `model`, q/k rows reordered where llama.cpp expects it."""
-    config = model.config
+def gguf_tensors(tensors: Iterable[tuple[str, torch.Tensor]], config,
+                 arch: Architecture) -> Iterator[tuple[str, np.ndarray]]:
+    """(GGUF name, float32 array) for every (HF name, tensor) of a model with `config`, q/k rows reordered where
+    llama.cpp expects it; one tensor at a time, on CPU."""
     names = gguf.get_tensor_name_map(arch.gguf_arch, config.num_hidden_layers)
     tied = bool(getattr(config, "tie_word_embeddings", False))
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
-    for hf_name, tensor in model.state_dict().items():
+    for hf_name, tensor in tensors:
         if hf_name.endswith("rotary_emb.inv_freq") or (tied and hf_name == "lm_head.weight"):
             continue
         name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
             raise ReplicaInputError(f"the model holds a tensor GGUF export cannot place ({hf_name}); nothing was written")
-        data = tensor.detach().to(torch.float32)
+        data = tensor.detach().to("cpu", torch.float32)
         projection = hf_name.rsplit(".", 2)[-2]
         if arch.permute_qk and projection in ("q_proj", "k_proj"):
             data = interleave_rotary_halves(data, heads if projection == "q_proj" else kv_heads)

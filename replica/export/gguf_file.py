@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import gguf
 import numpy as np
+import torch
 
 from replica.errors import ReplicaInputError
 from replica.export.architecture import (
@@ -19,11 +21,36 @@ from replica.export.architecture import (
 from replica.export.quantization import QUANTS, encode, stored_nbytes, stored_type
 from replica.export.vocab import GgufVocab, build_vocab
 
+TensorSource = Callable[[], Iterable[tuple[str, torch.Tensor]]]  # (HF name, tensor) pairs, fresh at each call
+TOKEN_EMBD = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.TOKEN_EMBD] + ".weight"
+
 
 def write_gguf(model, formatter, path: Path, quant: str, *, name: str, chat_template: str | None) -> GgufVocab:
     """Write `model` (merged, any float dtype) with `formatter`'s tokenizer and stop tokens to `path`."""
-    arch = architecture_of(model.config)
-    rows = model.get_input_embeddings().weight.shape[0]
+    return write_tensors(lambda: model.state_dict().items(), model.config, formatter, path, quant, name=name,
+                         chat_template=chat_template)
+
+
+def write_live_gguf(peft_model, formatter, path: Path, quant: str, *, adapter: bool, name: str,
+                    chat_template: str | None = None) -> GgufVocab:
+    """Write a live (training) PeftModel to `path` without changing it: merged with its active adapters, or the base
+    alone when not `adapter`."""
+    from replica.export.live import live_tensors
+
+    return write_tensors(lambda: live_tensors(peft_model, adapter=adapter), peft_model.get_base_model().config,
+                         formatter, path, quant, name=name, chat_template=chat_template)
+
+
+def write_tensors(tensors: TensorSource, config, formatter, path: Path, quant: str, *, name: str,
+                  chat_template: str | None) -> GgufVocab:
+    """Write the (HF name, tensor) pairs `tensors()` yields for a model with `config` to `path`, atomically.
+
+    `tensors()` is called twice (tensor infos, then data): memory stays at the model plus one tensor.
+    """
+    arch = architecture_of(config)
+    layout = [(tensor_name, data.shape, stored_type(tensor_name, data.shape, QUANTS[quant]))
+              for tensor_name, data in gguf_tensors(tensors(), config, arch)]
+    rows = next(shape[0] for tensor_name, shape, _ in layout if tensor_name == TOKEN_EMBD)
     vocab = build_vocab(formatter, rows, chat_template)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -33,17 +60,15 @@ def write_gguf(model, formatter, path: Path, quant: str, *, name: str, chat_temp
         writer.add_name(name)
         writer.add_file_type(QUANTS[quant].file_type)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        write_hyperparameters(writer, model.config, rows)
+        write_hyperparameters(writer, config, rows)
         write_tokenizer(writer, vocab)
-        # tensor infos first, then one tensor at a time: memory stays at the model plus one tensor
-        for tensor_name, data in gguf_tensors(model, arch):
-            kind = stored_type(tensor_name, data.shape, QUANTS[quant])
-            writer.add_tensor_info(tensor_name, data.shape, np.float32, stored_nbytes(data.shape, kind), raw_dtype=kind)
+        for tensor_name, shape, kind in layout:
+            writer.add_tensor_info(tensor_name, shape, np.float32, stored_nbytes(shape, kind), raw_dtype=kind)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for tensor_name, data in gguf_tensors(model, arch):
-            writer.write_tensor_data(encode(data, stored_type(tensor_name, data.shape, QUANTS[quant])))
+        for (_, data), (_, _, kind) in zip(gguf_tensors(tensors(), config, arch), layout, strict=True):
+            writer.write_tensor_data(encode(data, kind))
         writer.close()
         _fsync(tmp)
         os.replace(tmp, path)
@@ -58,12 +83,17 @@ def write_gguf(model, formatter, path: Path, quant: str, *, name: str, chat_temp
 
 
 def write_tokenizer(writer: gguf.GGUFWriter, vocab: GgufVocab) -> None:
-    """The `tokenizer.*` keys: byte-level BPE vocabulary, stop tokens and the chat template."""
-    writer.add_tokenizer_model("gpt2")
+    """The `tokenizer.*` keys: the vocabulary (byte-level BPE merges, or SentencePiece scores and prefix space for
+    byte fallback), stop tokens and the chat template."""
+    writer.add_tokenizer_model(vocab.model)
     writer.add_tokenizer_pre(vocab.pre)
     writer.add_token_list(vocab.tokens)
     writer.add_token_types(vocab.types)
-    writer.add_token_merges(vocab.merges)
+    if vocab.model == "llama":
+        writer.add_token_scores(vocab.scores)
+        writer.add_add_space_prefix(vocab.add_space_prefix)
+    else:
+        writer.add_token_merges(vocab.merges)
     writer.add_eos_token_id(vocab.eos_id)
     writer.add_eot_token_id(vocab.eos_id)
     writer.add_array(gguf.Keys.Tokenizer.EOS_ID + "s", vocab.eos_ids)  # Ollama's tokenizer.ggml.eos_token_ids
