@@ -38,7 +38,7 @@ def benchmark(run_dir: Path, quants: list[str], prompts: int, max_new_tokens: in
         transformers_logit_diff,
     )
     from replica.export.source import load_source
-    from replica.inference.generation import Sampling
+    from replica.inference.jobs import Sampling
 
     torch.set_num_threads(1)
     started = time.perf_counter()

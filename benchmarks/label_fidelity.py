@@ -70,18 +70,24 @@ def run_fidelity(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     (its seed too: the run's `seed`)."""
     from replica.evaluation.data import load_split, replies_by_label, sample_examples
     from replica.evaluation.fidelity import label_fidelity
-    from replica.inference.generation import Sampling
-    from replica.inference.loading import load_run
+    from replica.inference.engines import choose_engine, open_run_engines
+    from replica.inference.jobs import Sampling
+    from replica.model.run_dir import inspect_run
     from replica.prepare.pipeline import run_dataset
     from replica.settings import GenerationSection
 
     dataset = run_dataset(run_dir, log=lambda *_: None)
-    model, formatter, info = load_run(run_dir, device="cpu")
+    info = inspect_run(run_dir)
     block = GenerationSection.of_run(info.config)
     examples = sample_examples(load_split(dataset.dir, "test"), args.contexts, block.seed)
     sampling = Sampling.from_block(block, do_sample=True, max_new_tokens=args.max_new_tokens)
-    return label_fidelity(model, formatter, replies_by_label(load_split(dataset.dir, "train")), examples, sampling,
-                          args.samples, 16, 20, args.resamples, block.seed)
+    engine = open_run_engines(info, engine=choose_engine(block.engine, "cpu"), quant=block.engine_quant, sides=(True,),
+                              slots=16, max_new_tokens=args.max_new_tokens)[True]
+    try:
+        return label_fidelity(engine, replies_by_label(load_split(dataset.dir, "train")), examples, sampling,
+                              args.samples, 16, 20, args.resamples, block.seed)
+    finally:
+        engine.close()
 
 
 def overlap(left: Sequence[float] | None, right: Sequence[float] | None) -> bool | None:

@@ -128,8 +128,10 @@ def test_fine_tuning_lowers_reply_perplexity_significantly(evaluated):
 @pytest.mark.slow
 def test_adapter_is_enabled_again_after_the_baseline_pass(run_dir):
     from replica.evaluation.sides import example_nll, model_side
-    from replica.inference.generation import Sampling, generate_replies
+    from replica.inference.generation import generate_replies
+    from replica.inference.jobs import Sampling
     from replica.inference.loading import load_run
+    from replica.inference.transformers_engine import TransformersEngine
 
     model, formatter, info = load_run(run_dir)
     examples = load_split(json.loads((run_dir / "dataset.json").read_text())["dir"], "val")[:8]
@@ -137,7 +139,7 @@ def test_adapter_is_enabled_again_after_the_baseline_pass(run_dir):
     sampling = Sampling(max_new_tokens=12)
 
     def snapshot():
-        replies = generate_replies(model, formatter, contexts, sampling, batch_size=8)
+        replies = generate_replies(TransformersEngine(model, formatter), contexts, sampling, batch_size=8)
         return [reply.token_ids for reply in replies], sum(example_nll(model, formatter, examples, 8)[0])
 
     before = snapshot()

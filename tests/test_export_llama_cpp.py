@@ -125,7 +125,7 @@ def test_llama_cpp_tokenizes_the_modelfile_prompt_as_training_did(exported, llm_
 def test_a_trained_demo_run_still_stops_after_export(tmp_path):
     from replica.export.proof import after_export, before_export, test_contexts
     from replica.export.source import load_source
-    from replica.inference.generation import Sampling
+    from replica.inference.jobs import Sampling
     from tests.helpers import train_tiny
 
     _, run = train_tiny(tmp_path, ["trainer.max_steps=120"])
@@ -168,7 +168,7 @@ def test_a_smollm2_run_exports_to_llama_cpp_faithfully(tmp_path, llm_for):
         test_contexts,
     )
     from replica.export.source import load_source
-    from replica.inference.generation import Sampling
+    from replica.inference.jobs import Sampling
     from tests.helpers import paths, run_train
 
     trained = run_train([*SMOLLM2_RUN, *paths(tmp_path)], tmp_path)

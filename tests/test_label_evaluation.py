@@ -164,7 +164,7 @@ def test_an_old_run_without_labels_evaluates_as_before(labelled_run, tmp_path):
 def test_a_run_without_the_label_in_its_prompts_scores_exactly_one_half(labelled_run, tmp_path):
     """The ablation's formatter (labels known, none in the prompt) writes the same reply under every label."""
     from replica.evaluation.fidelity import label_fidelity
-    from replica.inference.generation import Sampling
+    from replica.inference.jobs import Sampling
     from replica.inference.loading import load_run
 
     dataset = Path(json.loads((labelled_run / "dataset.json").read_text())["dir"])

@@ -69,9 +69,18 @@ def run_dir(tmp_path_factory) -> Path:
     return run
 
 
+ENGINES = ("llama_cpp", "transformers")  # every server test runs against both generation engines
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def server(run_dir, tmp_path_factory):
-    process = Server(run_dir, tmp_path_factory.mktemp("serve-log") / "server.log", *SERVER_OPTIONS)
+def server(run_dir, engine, tmp_path_factory):
+    process = Server(run_dir, tmp_path_factory.mktemp("serve-log") / "server.log", *SERVER_OPTIONS, "--engine", engine)
+    assert f"generating with {engine}" in process.output()
     yield process
     process.stop()
 
@@ -296,23 +305,25 @@ def _fault_injected_server(run_dir, marker: str):
     import torch
     import uvicorn
 
-    from replica.inference.generation import Sampling, generate_jobs
+    from replica.inference.jobs import Sampling
     from replica.inference.loading import load_run
-    from replica.serve.app import Engine, Limits, create_app
+    from replica.inference.transformers_engine import TransformersEngine
+    from replica.serve.app import Limits, Service, create_app
     from replica.serve.batcher import Batcher
     from replica.serve.guard import host_policy
     from tests.serve_helpers import free_port
 
     model, formatter, _ = load_run(run_dir)
+    transformers_engine = TransformersEngine(model, formatter)
 
     def generate(jobs):
         if any(marker in turn["text"] for job in jobs for turn in job.context):
             raise torch.OutOfMemoryError(f"simulated for a batch of {len(jobs)}")
-        return generate_jobs(model, formatter, jobs)
+        return transformers_engine.generate_batch(jobs)
 
     batcher = Batcher(generate, max_batch=8, window_s=0.8, queue_size=16)
     limits = Limits(max_body_bytes=65536, max_tokens=64, default_max_tokens=8, read_timeout_s=10)
-    engine = Engine(batcher, Sampling(temperature=0.8, top_p=0.95), "replica", limits, formatter.prompt_ids)
+    engine = Service(batcher, Sampling(temperature=0.8, top_p=0.95), "replica", limits, formatter.prompt_ids)
     port = free_port()
     app = create_app(engine, None, host_policy("127.0.0.1", []))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
@@ -382,31 +393,63 @@ def test_client_leaving_mid_stream_does_not_break_the_server_and_nothing_is_logg
     assert SECRET not in server.output()
 
 
-@pytest.mark.slow
-def test_cancelled_job_stops_its_row_at_once(run_dir):
-    """A job cancelled at its 4th token ends there ("cancelled", 4 tokens), where alone it runs on; its neighbour
-    in the batch is untouched."""
-    from replica.inference.generation import Job, Sampling, generate_jobs
-    from replica.inference.loading import load_run
+@pytest.fixture(scope="module")
+def open_engine(run_dir):
+    """`open_engine(name)`: the run's engine in this process (transformers on the 4-bit model, or llama.cpp)."""
+    from replica.inference.engines import open_run_engines
+    from replica.model.run_dir import inspect_run
 
-    model, formatter, _ = load_run(run_dir)
+    opened = []
+
+    def open_one(name: str):
+        engine = open_run_engines(inspect_run(run_dir), engine=name, quant="q8_0", sides=(True,), slots=2, max_new_tokens=64)[True]
+        opened.append(engine)
+        return engine
+
+    yield open_one
+    for engine in opened:
+        engine.close()
+
+
+def generate_together(engine, jobs):
+    """All `jobs` generating at once: one batch (transformers) or all slots running together (llama.cpp)."""
+    return engine.generate_batch(jobs) if hasattr(engine, "generate_batch") else engine.generate(jobs, batch_size=len(jobs))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_cancelled_job_stops_its_row_at_once(open_engine, engine_name):
+    """A job cancelled at its 4th token ends there ("cancelled", 4 tokens), where alone it runs on; its neighbour
+    generating with it is untouched."""
+    from replica.inference.jobs import Job, Sampling
+
+    engine = open_engine(engine_name)
     context = [{"role": "them", "text": "ciao"}]
     neighbour = Job(context, Sampling(max_new_tokens=6))
     runs_on = next(
         (sampling, reply) for seed in range(16)
         for sampling in [Sampling(max_new_tokens=40, do_sample=True, temperature=2.0, seed=seed)]
-        for reply in generate_jobs(model, formatter, [Job(context, sampling)])
+        for reply in generate_together(engine, [Job(context, sampling)])
         if len(reply.token_ids) > 8
     )
     sampling, alone = runs_on
+    counted = {"polls": 0}
+
+    def never() -> bool:
+        counted["polls"] += 1
+        return False
+
+    [again] = generate_together(engine, [Job(context, sampling, cancelled=never)])
+    assert again.token_ids == alone.token_ids
+    before_first_token = counted["polls"] - len(again.token_ids)  # an engine may also ask while the job waits
     polls = {"seen": 0}
 
     def cancelled() -> bool:
         polls["seen"] += 1
-        return polls["seen"] >= 4
+        return polls["seen"] >= before_first_token + 4
 
-    [neighbour_alone] = generate_jobs(model, formatter, [neighbour])
-    leaving, staying = generate_jobs(model, formatter, [Job(context, sampling, cancelled=cancelled), neighbour])
+    [neighbour_alone] = generate_together(engine, [neighbour])
+    leaving, staying = generate_together(engine, [Job(context, sampling, cancelled=cancelled), neighbour])
     assert leaving.finish_reason == "cancelled" and leaving.token_ids == alone.token_ids[:4]
     assert staying.token_ids == neighbour_alone.token_ids and staying.finish_reason == neighbour_alone.finish_reason
 
@@ -717,13 +760,19 @@ MAX_BATCH, WINDOW_MS, QUEUE_SIZE, TEMPERATURE, TOP_P = 3, 1500, 2, 1.7, 0.5
 
 
 @pytest.fixture(scope="module")
-def merged_server(run_dir, tmp_path_factory):
+def merged_dir(run_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("merged") / "merged"
     merged = replica_cli("merge", run_dir, "--out", out, timeout=900)
     assert merged.returncode == 0, merged.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def merged_server(merged_dir, engine, tmp_path_factory):
     process = Server(
-        out, tmp_path_factory.mktemp("merged-log") / "server.log", "--api-key", NON_ASCII_KEY, "--max-batch", str(MAX_BATCH),
+        merged_dir, tmp_path_factory.mktemp("merged-log") / "server.log", "--api-key", NON_ASCII_KEY, "--max-batch", str(MAX_BATCH),
         "--batch-window-ms", str(WINDOW_MS), "--queue-size", str(QUEUE_SIZE), "--temperature", str(TEMPERATURE), "--top-p", str(TOP_P),
+        "--engine", engine,
     )
     yield process
     process.stop()

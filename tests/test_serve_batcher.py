@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from replica.inference.generation import Job, Reply
-from replica.serve.batcher import Batcher, Busy
+from replica.inference.jobs import Busy, Job, Reply
+from replica.serve.batcher import Batcher
 
 
 class HeldGeneration:

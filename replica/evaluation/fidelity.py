@@ -49,7 +49,7 @@ def plan_fidelity(train_replies: Mapping[str, Sequence[str]], examples: Sequence
 
 
 def generate_under_labels(
-    model, formatter, examples: Sequence[dict], plan: FidelityPlan, sampling, samples: int, batch_size: int
+    engine, examples: Sequence[dict], plan: FidelityPlan, sampling, samples: int, batch_size: int
 ) -> dict[str, list[list[str]]]:
     """label -> per planned context, `samples` replies addressed to that label (the same seeds for every label)."""
     from replica.inference.generation import generate_replies
@@ -59,8 +59,8 @@ def generate_under_labels(
     replies: dict[str, list[list[str]]] = {}
     for label in plan.labels:
         relations = [(label, bool(example.get("group", False))) for example in chosen]
-        texts = [reply.text for reply in generate_replies(model, formatter, contexts, sampling, batch_size,
-                                                          progress=True, relations=relations)]
+        texts = [reply.text for reply in generate_replies(engine, contexts, sampling, batch_size, progress=True,
+                                                          relations=relations)]
         replies[label] = [texts[k * samples : (k + 1) * samples] for k in range(len(plan.contexts))]
     return replies
 
@@ -135,15 +135,15 @@ def score_fidelity(
 
 
 def label_fidelity(
-    model, formatter, train_replies: Mapping[str, Sequence[str]], examples: Sequence[dict], sampling, samples: int,
+    engine, train_replies: Mapping[str, Sequence[str]], examples: Sequence[dict], sampling, samples: int,
     batch_size: int, min_train: int, resamples: int, seed: int,
 ) -> dict[str, Any]:
-    """metrics.json's `label_fidelity` for the active side of `model` (a note when fewer than two labels qualify)."""
-    in_prompt = formatter.relationship_in_prompt
+    """metrics.json's `label_fidelity` of `engine`'s replies (a note when fewer than two labels qualify)."""
+    in_prompt = engine.formatter.relationship_in_prompt
     plan = plan_fidelity(train_replies, examples, min_train)
     if plan is None:
         return {"in_prompt": in_prompt,
                 "note": f"needs two labels with >= {min_train} training replies and a held-out example each"}
-    generated = generate_under_labels(model, formatter, examples, plan, sampling, samples, batch_size)
+    generated = generate_under_labels(engine, examples, plan, sampling, samples, batch_size)
     return {"in_prompt": in_prompt, "samples": samples,
             **score_fidelity(plan, train_replies, examples, generated, resamples, seed)}

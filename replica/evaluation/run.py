@@ -17,7 +17,8 @@ from replica.evaluation.human import human_score
 from replica.evaluation.labels import is_labelled, per_relationship
 from replica.evaluation.outputs import json_safe, run_meta, write_eval_dir
 from replica.evaluation.scoring import score_sides
-from replica.evaluation.sides import SIDES, decoding_settings, model_side, run_side
+from replica.evaluation.sides import SIDES, decoding_settings, run_side
+from replica.inference.engines import choose_engine, open_run_engines
 from replica.model.run_dir import inspect_run
 from replica.settings import GenerationSection
 
@@ -43,14 +44,22 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     log.info("loading %s (%d %s examples)", run_dir, len(held_out.reference.examples), cfg.eval.split)
     model, formatter, info = load_run(run_dir, device=device, quantized=cfg.eval.quantized)
+    engine = choose_engine(decoding["engine"], device, option="decoding.engine")
+    log.info("generating with %s", engine)
+    engines = open_run_engines(info, engine=engine, quant=decoding["engine_quant"], sides=(False, True),
+                               slots=cfg.eval.batch_size, max_new_tokens=decoding["max_new_tokens"], model=model,
+                               formatter=formatter, device=device)
     labelled = is_labelled(info.meta)
-    sides = {side: run_side(model, formatter, side, held_out.reference, cfg.probes.prompts, decoding,
-                            cfg.eval.batch_size, labelled)
-             for side in SIDES}
-
-    metrics = score_sides(sides, held_out.reference, embedder, cfg.metrics, device, cfg.intervals.resamples, cfg.seed)
-    if labelled:
-        metrics.update(relationship_metrics(model, formatter, held_out, sides, decoding, cfg))
+    try:
+        sides = {side: run_side(model, engines[side == "finetuned"], side, held_out.reference, cfg.probes.prompts,
+                                decoding, cfg.eval.batch_size, labelled)
+                 for side in SIDES}
+        metrics = score_sides(sides, held_out.reference, embedder, cfg.metrics, device, cfg.intervals.resamples, cfg.seed)
+        if labelled:
+            metrics.update(relationship_metrics(engines[True], held_out, sides, decoding, cfg))
+    finally:
+        for opened in engines.values():
+            opened.close()
     metrics["meta"] = run_meta(cfg, run_dir, held_out, info.meta, sides, device, time.perf_counter() - started)
     if (human := human_score(run_dir)) is not None:
         metrics["human"] = human  # the blind test's guesses (replica serve's /blind page)
@@ -60,7 +69,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def relationship_metrics(model, formatter, held_out: HeldOut, sides, decoding: dict, cfg: DictConfig) -> dict[str, Any]:
+def relationship_metrics(engine, held_out: HeldOut, sides, decoding: dict, cfg: DictConfig) -> dict[str, Any]:
     """`per_relationship` (each label's metrics, both sides) and, unless turned off, the fine-tuned side's
     `label_fidelity`."""
     from replica.evaluation.fidelity import label_fidelity
@@ -71,9 +80,8 @@ def relationship_metrics(model, formatter, held_out: HeldOut, sides, decoding: d
         "per_relationship": per_relationship(sides, reference, section.min_examples, cfg.intervals.resamples, cfg.seed)
     }
     if section.fidelity:
-        with model_side(model, "finetuned"):
-            out["label_fidelity"] = label_fidelity(
-                model, formatter, held_out.train_replies, reference.examples, decoding_settings(decoding)[0],
-                decoding["samples"], cfg.eval.batch_size, section.min_train_replies, cfg.intervals.resamples, cfg.seed,
-            )
+        out["label_fidelity"] = label_fidelity(
+            engine, held_out.train_replies, reference.examples, decoding_settings(decoding)[0],
+            decoding["samples"], cfg.eval.batch_size, section.min_train_replies, cfg.intervals.resamples, cfg.seed,
+        )
     return out

@@ -76,7 +76,7 @@ def example_nll(
 
 def decoding_settings(decoding: Mapping):
     """(sampled, greedy) generation settings from the `decoding` section."""
-    from replica.inference.generation import Sampling
+    from replica.inference.jobs import Sampling
 
     sampled = Sampling(
         max_new_tokens=decoding["max_new_tokens"],
@@ -96,11 +96,9 @@ def decoding_settings(decoding: Mapping):
     return sampled, greedy
 
 
-def generate_side(
-    model, formatter, contexts: Sequence[list[dict]], decoding: Mapping, batch_size: int,
-    relations: Relations | None = None,
-) -> Replies:
-    """Replies of the active side: `decoding.samples` sampled replies per context, plus greedy ones; context i is
+def generate_side(engine, contexts: Sequence[list[dict]], decoding: Mapping, batch_size: int,
+                  relations: Relations | None = None) -> Replies:
+    """Replies of one side's engine: `decoding.samples` sampled replies per context, plus greedy ones; context i is
     addressed to `relations[i]` when given."""
     from replica.inference.generation import generate_replies
 
@@ -108,12 +106,11 @@ def generate_side(
     samples = decoding["samples"]
     repeated = [context for context in contexts for _ in range(samples)]
     repeated_relations = None if relations is None else [relation for relation in relations for _ in range(samples)]
-    flat = generate_replies(model, formatter, repeated, sampled, batch_size, progress=True, relations=repeated_relations)
+    flat = generate_replies(engine, repeated, sampled, batch_size, progress=True, relations=repeated_relations)
     groups = [flat[index * samples : (index + 1) * samples] for index in range(len(contexts))]
     greedy_replies = None
     if decoding["greedy"]:
-        greedy_replies = generate_replies(model, formatter, contexts, greedy, batch_size, progress=True,
-                                          relations=relations)
+        greedy_replies = generate_replies(engine, contexts, greedy, batch_size, progress=True, relations=relations)
     return Replies(groups, greedy_replies)
 
 
@@ -127,23 +124,25 @@ class SideOutput:
 
 
 def run_side(
-    model, formatter, side: str, reference: Reference, probes: Sequence[str], decoding: Mapping, batch_size: int,
+    model, engine, side: str, reference: Reference, probes: Sequence[str], decoding: Mapping, batch_size: int,
     labelled: bool = False,
 ) -> SideOutput:
-    """Everything one side is scored on: held-out NLL, held-out replies, and sampled answers to the probes.
+    """Everything one side is scored on: held-out NLL (a forward pass of `model` in torch), and from `engine` (this
+    side's generator) held-out replies and sampled answers to the probes.
 
     In a `labelled` run the fine-tuned side addresses each example to its own relationship and the probes to the
     run's most common one; the baseline (and every side of an unlabelled run) sees no label."""
     from replica.inference.generation import generate_replies
 
+    formatter = engine.formatter
     samples = decoding["samples"]
     probe_contexts = [[{"role": "them", "text": prompt}] for prompt in probes for _ in range(samples)]
     relations = example_relations(reference.examples) if labelled and side == "finetuned" else None
     probe_relations = [(formatter.addressee(None), False)] * len(probe_contexts) if relations else None
     with model_side(model, side):
         nll = example_nll(model, formatter, reference.examples, batch_size, f"perplexity ({side})", relations)
-        replies = generate_side(model, formatter, reference.contexts, decoding, batch_size, relations)
-        answers = generate_replies(model, formatter, probe_contexts, decoding_settings(decoding)[0], batch_size,
-                                   progress=True, relations=probe_relations)
+    replies = generate_side(engine, reference.contexts, decoding, batch_size, relations)
+    answers = generate_replies(engine, probe_contexts, decoding_settings(decoding)[0], batch_size,
+                               progress=True, relations=probe_relations)
     texts = [reply.text for reply in answers]
     return SideOutput(nll, replies, [texts[index * samples : (index + 1) * samples] for index in range(len(probes))])

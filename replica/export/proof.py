@@ -38,11 +38,12 @@ test_contexts.__test__ = False  # a helper, not a pytest test
 def before_export(source: ExportSource, contexts: list[list[dict]], sampling) -> Generated:
     """Replica's own generation on the merged model; context i samples with seed + i."""
     from replica.inference.generation import generate_replies
+    from replica.inference.transformers_engine import TransformersEngine
 
     started = time.perf_counter()
     relation = [(source.formatter.addressee(None), False)]  # a labelled run answers its most common label
-    replies = [generate_replies(source.model, source.formatter, [c], replace(sampling, seed=sampling.seed + i),
-                                relations=relation)[0]
+    engine = TransformersEngine(source.model, source.formatter)
+    replies = [generate_replies(engine, [c], replace(sampling, seed=sampling.seed + i), relations=relation)[0]
                for i, c in enumerate(contexts)]
     seconds = time.perf_counter() - started
     return Generated(

@@ -265,7 +265,7 @@ class LlamaCppEngine:
         lib, batch = self._lib, self._batch
         running = self._running()
         for slot in running:
-            if slot.row.cancelled():
+            if slot.to_read and slot.row.cancelled():  # a row still reading its prompt (a generating row polls per token)
                 slot.row.cancel()
         wanted: list[tuple[_Slot, int]] = []  # (slot, batch index) of the rows whose logits are sampled
         count = 0

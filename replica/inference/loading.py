@@ -108,8 +108,9 @@ def load_merged(model_dir: str | Path, *, device: str = "cpu"):
     return model, formatter, meta
 
 
-def merged_formatter(model_dir: Path):
+def merged_formatter(model_dir: str | Path):
     """(ChatFormatter, replica.json) of a `replica merge` folder, without loading its model."""
+    model_dir = Path(model_dir).expanduser()
     import json
 
     from transformers import AutoTokenizer

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from replica.inference.generation import Reply
+from replica.inference.jobs import Reply
 
 ROLE_TO_TURN = {"user": "them", "assistant": "me"}
 IGNORED_ROLES = ("system", "developer")
