@@ -29,7 +29,7 @@ LOGIT_PROMPTS = 8
 def benchmark(run_dir: Path, quants: list[str], prompts: int, max_new_tokens: int, seed: int) -> dict:
     import torch
 
-    from replica.export.gguf_file import write_gguf
+    from replica.gguf.gguf_file import write_gguf
     from replica.export.proof import (
         after_export,
         before_export,

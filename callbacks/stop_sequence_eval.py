@@ -16,7 +16,7 @@ from pathlib import Path
 from lightning import Callback, LightningModule, Trainer
 
 from replica.atomic import write_jsonl
-from replica.export.gguf_file import write_live_gguf
+from replica.gguf.gguf_file import write_live_gguf
 from replica.inference.engines import TRANSFORMERS, choose_engine, open_llama_cpp
 from replica.inference.generation import generate_replies
 from replica.inference.jobs import Sampling

@@ -133,7 +133,7 @@ def export(folder: Path, quant: str = "f16", *extra) -> Path:
 
 def export_in_process(folder: Path, quant: str = "f16") -> Path:
     """The same export without a CLI subprocess, for tests whose subject is the file rather than the command."""
-    from replica.export.gguf_file import write_gguf
+    from replica.gguf.gguf_file import write_gguf
     from replica.export.source import load_source
 
     source = load_source(folder)

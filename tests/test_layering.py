@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ingest", ("replica.ingest",)),
     ("prepare", ("replica.prepare",)),
     ("model", ("replica.model",)),
+    ("gguf", ("replica.gguf",)),
     ("inference", ("replica.inference",)),
     ("training", ("replica.training", "callbacks", "data_modules")),
     ("evaluation", ("replica.evaluation",)),

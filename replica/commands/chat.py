@@ -75,6 +75,7 @@ def main(argv: Sequence[str]) -> int:
     except ReplicaInputError as err:
         raise ReplicaInputError(f"--to: {err}") from None
     session = ChatSession.load(args, resolve_device(args.device, option="--device"), relationship)
+    print(f"engine: {session.engine.name}", file=sys.stderr)
     print(f"sampling: {session.settings()}", file=sys.stderr)
     if args.once is not None:
         print("\n".join(session.reply(args.once)))

@@ -75,7 +75,7 @@ def main(argv: Sequence[str]) -> int:
     check_outputs([p for p in (gguf_path, modelfile_path) if p is not None], force=args.force)
 
     from replica.atomic import write_text
-    from replica.export.gguf_file import write_gguf
+    from replica.gguf.gguf_file import write_gguf
     from replica.export.modelfile import modelfile_text
     from replica.export.source import load_source
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from replica.errors import ReplicaInputError
-from replica.export.vocab import adds_bos
+from replica.gguf.vocab import adds_bos
 
 PROBE_MAX_LENGTH = 1 << 20
 PROBES = ("Probe text one", "Probe text two", "Probe text three")

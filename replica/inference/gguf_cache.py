@@ -88,7 +88,7 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def _build_run(info: RunInfo, paths: dict[bool, Path], quant: str) -> None:
-    from replica.export.gguf_file import write_live_gguf
+    from replica.gguf.gguf_file import write_live_gguf
     from replica.inference.loading import load_run, quiet_loading
     from replica.model.chat_template import chat_template
 
@@ -105,7 +105,7 @@ def _build_run(info: RunInfo, paths: dict[bool, Path], quant: str) -> None:
 
 
 def _build_merged(model_dir: Path, path: Path, quant: str) -> None:
-    from replica.export.gguf_file import write_gguf
+    from replica.gguf.gguf_file import write_gguf
     from replica.inference.loading import load_merged, quiet_loading
     from replica.model.chat_template import chat_template
 

@@ -119,6 +119,7 @@ class LlamaCppEngine:
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
         self._batch_capacity = params.n_batch
         self._slots = [_Slot(seq) for seq in range(slots)]
+        self.prompt_tokens_read = 0  # prompt tokens decoded so far (a cached prefix is not read again)
         self._queue: collections.deque[_Pending] = collections.deque()
         self._lock = threading.Condition()
         self._closed = False
@@ -280,6 +281,7 @@ class LlamaCppEngine:
                 continue
             chunk = slot.to_read[: self._batch_capacity - count]
             slot.to_read = slot.to_read[len(chunk):]
+            self.prompt_tokens_read += len(chunk)
             count = self._put(slot, chunk, count, logits_last=not slot.to_read)
             if not slot.to_read:
                 wanted.append((slot, count - 1))

@@ -12,14 +12,14 @@ import numpy as np
 import torch
 
 from replica.errors import ReplicaInputError
-from replica.export.architecture import (
+from replica.gguf.architecture import (
     arch_name,
     architecture_of,
     gguf_tensors,
     write_hyperparameters,
 )
-from replica.export.quantization import QUANTS, encode, stored_nbytes, stored_type
-from replica.export.vocab import GgufVocab, build_vocab
+from replica.gguf.quantization import QUANTS, encode, stored_nbytes, stored_type
+from replica.gguf.vocab import GgufVocab, build_vocab
 
 TensorSource = Callable[[], Iterable[tuple[str, torch.Tensor]]]  # (HF name, tensor) pairs, fresh at each call
 TOKEN_EMBD = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.TOKEN_EMBD] + ".weight"
@@ -35,7 +35,7 @@ def write_live_gguf(peft_model, formatter, path: Path, quant: str, *, adapter: b
                     chat_template: str | None = None) -> GgufVocab:
     """Write a live (training) PeftModel to `path` without changing it: merged with its active adapters, or the base
     alone when not `adapter`."""
-    from replica.export.live import live_tensors
+    from replica.gguf.live import live_tensors
 
     return write_tensors(lambda: live_tensors(peft_model, adapter=adapter), peft_model.get_base_model().config,
                          formatter, path, quant, name=name, chat_template=chat_template)

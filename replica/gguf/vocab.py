@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from gguf import TokenType
 
 from replica.errors import ReplicaInputError
-from replica.export.pretokenizer import byte_fallback_layout, pretokenizer_name
+from replica.gguf.pretokenizer import byte_fallback_layout, pretokenizer_name
 
 BYTE_TOKENS = frozenset(f"<0x{byte:02X}>" for byte in range(256))  # byte fallback's tokens, spelled as tokenizers looks them up
 ADDED_OPTIONS = ("lstrip", "rstrip", "single_word")  # added-token matching options llama.cpp does not read from a GGUF
