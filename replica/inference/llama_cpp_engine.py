@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import itertools
 import logging
 import os
 import threading
@@ -29,6 +30,8 @@ from replica.inference.rows import Row, StopRules
 log = logging.getLogger(__name__)
 
 PROMPT_CHUNK = 512  # prompt tokens decoded per step (llama.cpp's n_batch): long prompts are read in chunks
+QUEUE_WINDOW = 64  # waiting jobs considered for a free slot (the rest wait their turn)
+FAIR_WAIT_S = 0.5  # a job waiting this long starts next, whatever the others could reuse
 
 
 @dataclass(eq=False)
@@ -204,20 +207,19 @@ class LlamaCppEngine:
                 self._lock.wait(left)
 
     def _admit(self) -> None:
-        """Give waiting jobs the free slots, each the slot whose cache shares the longest prefix with its prompt."""
+        """Give waiting jobs the free slots (see `_pick`)."""
         while True:
             free = [slot for slot in self._slots if slot.pending is None]
             with self._lock:
                 if not free or not self._queue:
                     return
-                pending = self._queue.popleft()
+                pending, slot = self._pick(free)
             job = pending.job
             if job.cancelled is not None and job.cancelled():
                 pending.future.cancel()
                 continue
             if not pending.future.set_running_or_notify_cancel():
                 continue
-            slot = max(free, key=lambda s: (_shared(s.cached, pending.prompt), -s.used_at))
             try:
                 self._start(slot, pending)
             except Exception as err:  # noqa: BLE001 - a job that cannot start fails alone
@@ -225,6 +227,29 @@ class LlamaCppEngine:
                 self._release(slot)
                 slot.cached = []
                 pending.future.set_exception(GenerationFailed(f"the reply could not be generated ({type(err).__name__})"))
+
+    def _pick(self, free: list[_Slot]) -> tuple[_Pending, _Slot]:
+        """The next (job, slot) to start, taken off the queue: among the first waiting jobs, the pair whose prompt
+        shares the longest prefix with the slot's cache, preferring a job whose prompt is not being read by a
+        running row (it can wait to reuse that row's cache: several samples of one context read it once). The
+        oldest job goes first once it has waited FAIR_WAIT_S, so no request waits behind others for long."""
+        head = self._queue[0]
+        if time.monotonic() - head.queued_at >= FAIR_WAIT_S:
+            choices = [(head, slot) for slot in free]
+        else:
+            window = list(itertools.islice(self._queue, QUEUE_WINDOW))
+            running = [tuple(slot.pending.prompt) for slot in self._slots if slot.pending is not None]
+            choices = [(pending, slot) for pending in window for slot in free]
+
+            def score(choice: tuple[_Pending, _Slot]) -> tuple:
+                pending, slot = choice
+                shared = _shared(slot.cached, pending.prompt)
+                return (shared, tuple(pending.prompt) not in running, -pending.queued_at, -slot.used_at)
+
+            choices = [max(choices, key=score)]
+        pending, slot = max(choices, key=lambda choice: (_shared(choice[1].cached, choice[0].prompt), -choice[1].used_at))
+        self._queue.remove(pending)
+        return pending, slot
 
     def _start(self, slot: _Slot, pending: _Pending) -> None:
         prompt = pending.prompt
