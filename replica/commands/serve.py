@@ -27,6 +27,7 @@ from replica.settings import ENGINES
 
 LOOPBACK_NAMES = ("localhost",)
 FROM_RUN = "(default: the run's generation block; a merged folder's defaults)"
+WINDOW_MS = {"transformers": 20.0, "llama_cpp": 0.0}  # a batch's wait for company when no flag is given
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long (uvicorn's timeout_keep_alive)
 
 
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where to run the model (default: cuda if available)")
     parser.add_argument("--engine", choices=ENGINES, help=f"what generates: llama_cpp (the run's GGUF, built once) or transformers; auto = llama.cpp on CPU, transformers on a GPU {FROM_RUN}")
     parser.add_argument("--max-batch", type=positive_int, default=8, help="requests generated together (default 8; 1 = one at a time)")
-    parser.add_argument("--batch-window-ms", type=non_negative_float, default=20.0, help="how long a batch waits for more requests (default 20)")
+    parser.add_argument("--batch-window-ms", type=non_negative_float, help="how long an idle server waits for more requests before it starts generating (default: 20 on transformers; 0 on llama.cpp, whose running batch takes requests as they come)")
     parser.add_argument("--queue-size", type=positive_int, default=64, help="requests allowed to wait behind a generating batch; more get 503 (default 64)")
     parser.add_argument("--max-tokens", type=positive_int, help=f"reply length when a request names none, at most the limit {FROM_RUN}")
     parser.add_argument("--max-tokens-limit", type=positive_int, default=512, help="largest max_tokens a request may ask for (default 512)")
@@ -129,7 +130,8 @@ def build_app(args: argparse.Namespace, merged: bool, info):
     recorded = merged_formatter(args.model_dir)[1] if merged else info.config
     block = GenerationSection.of_run(recorded)
     engine_name = choose_engine(args.engine or block.engine, device, option="--engine" if args.engine else "generation.engine")
-    window_s = args.batch_window_ms / 1000
+    window_ms = args.batch_window_ms if args.batch_window_ms is not None else WINDOW_MS[engine_name]
+    window_s = window_ms / 1000
     opened = dict(engine=engine_name, quant=block.engine_quant, slots=args.max_batch, max_new_tokens=args.max_tokens_limit,
                   device=device, window_s=window_s, queue_size=args.queue_size)
     with quiet_loading():
