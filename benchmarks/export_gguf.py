@@ -29,7 +29,6 @@ LOGIT_PROMPTS = 8
 def benchmark(run_dir: Path, quants: list[str], prompts: int, max_new_tokens: int, seed: int) -> dict:
     import torch
 
-    from replica.gguf.gguf_file import write_gguf
     from replica.export.proof import (
         after_export,
         before_export,
@@ -38,6 +37,7 @@ def benchmark(run_dir: Path, quants: list[str], prompts: int, max_new_tokens: in
         transformers_logit_diff,
     )
     from replica.export.source import load_source
+    from replica.gguf.gguf_file import write_gguf
     from replica.inference.jobs import Sampling
 
     torch.set_num_threads(1)

@@ -16,8 +16,15 @@ from pathlib import Path
 from lightning import Callback, LightningModule, Trainer
 
 from replica.atomic import write_jsonl
+from replica.errors import ReplicaInputError
 from replica.gguf.gguf_file import write_live_gguf
-from replica.inference.engines import TRANSFORMERS, choose_engine, open_llama_cpp
+from replica.inference.engines import (
+    TRANSFORMERS,
+    choose_engine,
+    explain_fallback,
+    is_auto,
+    open_llama_cpp,
+)
 from replica.inference.generation import generate_replies
 from replica.inference.jobs import Sampling
 from replica.inference.transformers_engine import TransformersEngine
@@ -91,7 +98,15 @@ class StopSequenceEval(Callback):
             return
         with tempfile.TemporaryDirectory(prefix=".stop-eval-", dir=self._work_dir()) as scratch:
             path = Path(scratch) / "training.gguf"
-            write_live_gguf(pl_module.model, self.formatter, path, self.engine_quant, adapter=True, name="replica-training")
+            try:
+                write_live_gguf(pl_module.model, self.formatter, path, self.engine_quant, adapter=True, name="replica-training")
+            except ReplicaInputError as err:
+                if not is_auto(self.engine_name):
+                    raise
+                explain_fallback(err)
+                self.engine_name = TRANSFORMERS
+                yield TransformersEngine(pl_module.model, self.formatter)
+                return
             engine = open_llama_cpp(path, self.formatter, slots=self.batch_size, max_new_tokens=self.sampling.max_new_tokens)
             try:
                 yield engine

@@ -12,9 +12,14 @@ from pathlib import Path
 import pytest
 
 from replica.atomic import STAGING_MARK, replace_dir
-from replica.evaluation.data import leak_secrets, load_split, sample_examples, user_and_other_texts
-from replica.evaluation.outputs import json_safe
 from replica.errors import ReplicaInputError
+from replica.evaluation.data import (
+    leak_secrets,
+    load_split,
+    sample_examples,
+    user_and_other_texts,
+)
+from replica.evaluation.outputs import json_safe
 from tests.helpers import assert_one_line_error, train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -133,8 +133,8 @@ def export(folder: Path, quant: str = "f16", *extra) -> Path:
 
 def export_in_process(folder: Path, quant: str = "f16") -> Path:
     """The same export without a CLI subprocess, for tests whose subject is the file rather than the command."""
-    from replica.gguf.gguf_file import write_gguf
     from replica.export.source import load_source
+    from replica.gguf.gguf_file import write_gguf
 
     source = load_source(folder)
     path = folder / "gguf" / f"replica-{quant}.gguf"

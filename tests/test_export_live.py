@@ -13,9 +13,9 @@ from gguf import GGUFReader
 from peft.utils.other import TrainableTokensWrapper
 from transformers import AutoModelForCausalLM
 
+from replica.export.llama_cpp_run import load_gguf
 from replica.gguf.gguf_file import write_live_gguf, write_tensors
 from replica.gguf.live import live_tensors
-from replica.export.llama_cpp_run import load_gguf
 from replica.model.base_model import (
     disable_cpu_inference_repacking,
     load_base_model,

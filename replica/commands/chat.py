@@ -107,7 +107,7 @@ class ChatSession:
 
     @classmethod
     def load(cls, args: argparse.Namespace, device: str, relationship: str | None = None) -> ChatSession:
-        from replica.inference.engines import choose_engine, open_run_engines
+        from replica.inference.engines import choose_engine, is_auto, open_run_engines
         from replica.inference.jobs import Sampling
         from replica.inference.loading import quiet_loading
         from replica.model.run_dir import inspect_run
@@ -124,10 +124,11 @@ class ChatSession:
             top_k=args.top_k,
             repetition_penalty=args.repetition_penalty,
         )
-        name = choose_engine(args.engine or block.engine, device, option="--engine" if args.engine else "generation.engine")
+        requested = args.engine or block.engine
+        name = choose_engine(requested, device, option="--engine" if args.engine else "generation.engine")
         with quiet_loading():
             engine = open_run_engines(info, engine=name, quant=block.engine_quant, sides=(True,), slots=1,
-                                      max_new_tokens=sampling.max_new_tokens, device=device)[True]
+                                      max_new_tokens=sampling.max_new_tokens, device=device, fallback=is_auto(requested))[True]
         return cls(engine, sampling, args.context, args.seed, relationship)
 
     def settings(self) -> str:

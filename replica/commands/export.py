@@ -75,9 +75,9 @@ def main(argv: Sequence[str]) -> int:
     check_outputs([p for p in (gguf_path, modelfile_path) if p is not None], force=args.force)
 
     from replica.atomic import write_text
-    from replica.gguf.gguf_file import write_gguf
     from replica.export.modelfile import modelfile_text
     from replica.export.source import load_source
+    from replica.gguf.gguf_file import write_gguf
 
     started = time.perf_counter()
     source = load_source(run)

@@ -117,7 +117,12 @@ def check_port_free(host: str, port: int) -> None:
 def build_app(args: argparse.Namespace, merged: bool, info):
     """Open the engine once and wire its scheduler, the service, the blind test and the FastAPI app."""
     from replica.devices import resolve_device
-    from replica.inference.engines import choose_engine, open_merged_engine, open_run_engines
+    from replica.inference.engines import (
+        choose_engine,
+        is_auto,
+        open_merged_engine,
+        open_run_engines,
+    )
     from replica.inference.loading import merged_formatter, quiet_loading
     from replica.serve.app import Limits, Service, create_app
     from replica.serve.batcher import Batcher
@@ -129,11 +134,12 @@ def build_app(args: argparse.Namespace, merged: bool, info):
     device = resolve_device(args.device, option="--device")
     recorded = merged_formatter(args.model_dir)[1] if merged else info.config
     block = GenerationSection.of_run(recorded)
-    engine_name = choose_engine(args.engine or block.engine, device, option="--engine" if args.engine else "generation.engine")
+    requested = args.engine or block.engine
+    engine_name = choose_engine(requested, device, option="--engine" if args.engine else "generation.engine")
     window_ms = args.batch_window_ms if args.batch_window_ms is not None else WINDOW_MS[engine_name]
     window_s = window_ms / 1000
     opened = dict(engine=engine_name, quant=block.engine_quant, slots=args.max_batch, max_new_tokens=args.max_tokens_limit,
-                  device=device, window_s=window_s, queue_size=args.queue_size)
+                  device=device, window_s=window_s, queue_size=args.queue_size, fallback=is_auto(requested))
     with quiet_loading():
         if merged:
             engine, _ = open_merged_engine(Path(args.model_dir).expanduser(), **opened)
@@ -150,7 +156,7 @@ def build_app(args: argparse.Namespace, merged: bool, info):
     labels = formatter.labels if formatter.relationship_in_prompt else []  # the ablation's labels do not reach prompts
     service = Service(scheduler, sampling, "replica", limits, formatter.prompt_ids, labels)
     blind = blind_test_of_run(None if merged else info, BlindLimits(guesses_per_hour=args.blind_guesses_per_hour), bool(labels))
-    print(f"replica serve: generating with {engine_name}", file=sys.stderr, flush=True)
+    print(f"replica serve: generating with {engine.name}", file=sys.stderr, flush=True)
     return create_app(service, args.api_key, host_policy(args.host, args.allowed_host), blind)
 
 

@@ -18,7 +18,7 @@ from replica.evaluation.labels import is_labelled, per_relationship
 from replica.evaluation.outputs import json_safe, run_meta, write_eval_dir
 from replica.evaluation.scoring import score_sides
 from replica.evaluation.sides import SIDES, decoding_settings, run_side
-from replica.inference.engines import choose_engine, open_run_engines
+from replica.inference.engines import choose_engine, is_auto, open_run_engines
 from replica.model.run_dir import inspect_run
 from replica.settings import GenerationSection
 
@@ -45,10 +45,10 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     log.info("loading %s (%d %s examples)", run_dir, len(held_out.reference.examples), cfg.eval.split)
     model, formatter, info = load_run(run_dir, device=device, quantized=cfg.eval.quantized)
     engine = choose_engine(decoding["engine"], device, option="decoding.engine")
-    log.info("generating with %s", engine)
     engines = open_run_engines(info, engine=engine, quant=decoding["engine_quant"], sides=(False, True),
                                slots=cfg.eval.batch_size, max_new_tokens=decoding["max_new_tokens"], model=model,
-                               formatter=formatter, device=device)
+                               formatter=formatter, device=device, fallback=is_auto(decoding["engine"]))
+    log.info("generating with %s", engines[True].name)
     labelled = is_labelled(info.meta)
     try:
         sides = {side: run_side(model, engines[side == "finetuned"], side, held_out.reference, cfg.probes.prompts,

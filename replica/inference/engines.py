@@ -44,6 +44,15 @@ def choose_engine(requested: str | None, device: str, *, option: str = "generati
     return LLAMA_CPP
 
 
+def is_auto(requested: str | None) -> bool:
+    """Whether the engine was left to `auto` (then a run llama.cpp cannot take falls back to transformers)."""
+    return requested in (None, AUTO)
+
+
+def explain_fallback(err: Exception) -> None:
+    print(f"replica: llama.cpp cannot run this model ({err}); generating with transformers", file=sys.stderr, flush=True)
+
+
 def _given(option: str) -> str:
     return f"{option} " if option.startswith("--") else f"{option}="
 
@@ -63,11 +72,23 @@ def open_llama_cpp(path: Path, formatter, *, slots: int, max_new_tokens: int, wi
 
 def open_run_engines(info, *, engine: str, quant: str, sides: Sequence[bool], slots: int, max_new_tokens: int,
                      model=None, formatter=None, device: str = "cpu", window_s: float = 0.0,
-                     queue_size: int | None = None) -> dict[bool, object]:
+                     queue_size: int | None = None, fallback: bool = False) -> dict[bool, object]:
     """An engine per side of a run (True: adapter on, False: the base model). The transformers engine uses `model`
-    (loaded here when not given); llama.cpp uses the run's GGUF files (built here when missing)."""
+    (loaded here when not given); llama.cpp uses the run's GGUF files (built here when missing). With `fallback`
+    (the engine was `auto`'s choice), a run llama.cpp cannot take (an architecture or tokenizer GGUF export does
+    not support) generates with transformers, said in one line."""
     from replica.inference.loading import load_run, quiet_loading, run_formatter
 
+    if engine == LLAMA_CPP:
+        from replica.inference.gguf_cache import run_gguf_paths
+
+        try:
+            paths = run_gguf_paths(info, quant, sides)
+        except ReplicaInputError as err:
+            if not fallback:
+                raise
+            explain_fallback(err)
+            engine = TRANSFORMERS
     if engine == TRANSFORMERS:
         from replica.inference.transformers_engine import TransformersEngine
 
@@ -75,29 +96,33 @@ def open_run_engines(info, *, engine: str, quant: str, sides: Sequence[bool], sl
             with quiet_loading():
                 model, formatter, _ = load_run(info.run_dir, device=device)
         return {adapter: TransformersEngine(model, formatter, adapter=adapter) for adapter in sides}
-    from replica.inference.gguf_cache import run_gguf_paths
-
     formatter = formatter or run_formatter(info)
-    paths = run_gguf_paths(info, quant, sides)
     return {adapter: open_llama_cpp(paths[adapter], formatter, slots=slots, max_new_tokens=max_new_tokens,
                                     window_s=window_s, queue_size=queue_size)
             for adapter in sides}
 
 
 def open_merged_engine(model_dir: Path, *, engine: str, quant: str, slots: int, max_new_tokens: int, device: str = "cpu",
-                       window_s: float = 0.0, queue_size: int | None = None):
+                       window_s: float = 0.0, queue_size: int | None = None, fallback: bool = False):
     """(engine, replica.json) of a `replica merge` folder."""
     from replica.inference.loading import load_merged, merged_formatter, quiet_loading
 
+    if engine == LLAMA_CPP:
+        from replica.inference.gguf_cache import merged_gguf_path
+
+        try:
+            path = merged_gguf_path(model_dir, quant)
+        except ReplicaInputError as err:
+            if not fallback:
+                raise
+            explain_fallback(err)
+            engine = TRANSFORMERS
     if engine == TRANSFORMERS:
         from replica.inference.transformers_engine import TransformersEngine
 
         with quiet_loading():
             model, formatter, meta = load_merged(model_dir, device=device)
         return TransformersEngine(model, formatter), meta
-    from replica.inference.gguf_cache import merged_gguf_path
-
     formatter, meta = merged_formatter(model_dir)
-    path = merged_gguf_path(model_dir, quant)
     return open_llama_cpp(path, formatter, slots=slots, max_new_tokens=max_new_tokens, window_s=window_s,
                           queue_size=queue_size), meta

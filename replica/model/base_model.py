@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from replica.model.formatting import resolve_format
-from replica.notices import explain_cpu_4bit
 from replica.model.gguf_base import ensure_gguf_base, is_gguf_reference
 from replica.model.tokens import RoleTokens, add_role_tokens
+from replica.notices import explain_cpu_4bit
 
 log = logging.getLogger(__name__)
 

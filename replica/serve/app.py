@@ -12,9 +12,9 @@ import json
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
-from concurrent.futures import Future
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
