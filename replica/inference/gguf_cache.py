@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from replica.errors import ReplicaInputError
 from replica.model.run_dir import RunInfo
 
 ENGINE_DIR = "engine"
@@ -31,14 +32,19 @@ def run_gguf_paths(info: RunInfo, quant: str, sides: Sequence[bool] = (True,)) -
     """The run's GGUF file for each side (True: adapter on, False: base), building the missing ones (one model load
     for all of them)."""
     folder = info.run_dir / ENGINE_DIR
-    paths = {adapter: folder / f"{KINDS[adapter]}-{_run_key(info, adapter, quant)}-{quant}.gguf" for adapter in sides}
+    paths = {adapter: run_gguf_path(info, quant, adapter) for adapter in sides}
     if all(path.is_file() for path in paths.values()):
         return paths
     with _locked(folder):
         missing = [adapter for adapter, path in paths.items() if not path.is_file()]  # another process may have built them
         if missing:
-            _build_run(info, {adapter: paths[adapter] for adapter in missing}, quant)
+            _in_child("run", str(info.run_dir), quant, *(KINDS[adapter] for adapter in missing))
     return paths
+
+
+def run_gguf_path(info: RunInfo, quant: str, adapter: bool) -> Path:
+    """Where the run's GGUF file of one side lives (named by its key)."""
+    return info.run_dir / ENGINE_DIR / f"{KINDS[adapter]}-{_run_key(info, adapter, quant)}-{quant}.gguf"
 
 
 def merged_gguf_path(model_dir: Path, quant: str) -> Path:
@@ -49,8 +55,43 @@ def merged_gguf_path(model_dir: Path, quant: str) -> Path:
         return path
     with _locked(folder):
         if not path.is_file():
-            _build_merged(model_dir, path, quant)
+            _in_child("merged", str(model_dir), quant, str(path))
     return path
+
+
+def _in_child(*args: str) -> None:
+    """Build in a child process: the 16-bit model it loads is freed with it, and the process that generates never
+    ran torch's kernels before llama.cpp's (a reply must not depend on whether this process built the file)."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", __name__, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("replica: ") and done.returncode == 0:
+            print(line, file=sys.stderr, flush=True)
+    if done.returncode != 0:
+        last = lines[-1] if lines else f"exit code {done.returncode}"
+        if done.returncode == 2 and last.startswith("replica: error: "):
+            raise ReplicaInputError(last.removeprefix("replica: error: "))
+        raise RuntimeError(f"building the llama.cpp model failed: {last}")
+
+
+def _main(argv: Sequence[str]) -> int:
+    """`python -m replica.inference.gguf_cache run RUN QUANT replica|base ...` or `... merged DIR QUANT PATH`."""
+    from replica.model.run_dir import inspect_run
+
+    kind, folder, quant, *rest = argv
+    try:
+        if kind == "run":
+            info = inspect_run(folder)
+            adapters = [adapter for adapter, name in KINDS.items() if name in rest]
+            _build_run(info, {adapter: Path(run_gguf_path(info, quant, adapter)) for adapter in adapters}, quant)
+        else:
+            _build_merged(Path(folder), Path(rest[0]), quant)
+    except ReplicaInputError as err:
+        print(f"replica: error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _run_key(info: RunInfo, adapter: bool, quant: str) -> str:
@@ -123,3 +164,7 @@ def _remove_stale(path: Path) -> None:
     for other in path.parent.glob(f"{kind}-*-{quant}"):
         if other != path:
             other.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
