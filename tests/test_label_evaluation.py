@@ -165,6 +165,7 @@ def test_a_run_without_the_label_in_its_prompts_scores_exactly_one_half(labelled
     """The ablation's formatter (labels known, none in the prompt) writes the same reply under every label."""
     from replica.evaluation.fidelity import label_fidelity
     from replica.inference.jobs import Sampling
+    from replica.inference.transformers_engine import TransformersEngine
     from replica.inference.loading import load_run
 
     dataset = Path(json.loads((labelled_run / "dataset.json").read_text())["dir"])
@@ -179,7 +180,7 @@ def test_a_run_without_the_label_in_its_prompts_scores_exactly_one_half(labelled
     model, formatter, _ = load_run(run, device="cpu")
     assert formatter.labels == ["friend", "family"]
     sampling = Sampling(max_new_tokens=12, do_sample=True, seed=3)
-    fidelity = label_fidelity(model, formatter, train, examples, sampling, 1, 8, 20, 200, 0)
+    fidelity = label_fidelity(TransformersEngine(model, formatter), train, examples, sampling, 1, 8, 20, 200, 0)
     assert fidelity["in_prompt"] is False
     assert fidelity["pairs"]["friend vs family"]["fidelity"] == 0.5
     assert fidelity["mean"]["fidelity_ci"] == [0.5, 0.5]
