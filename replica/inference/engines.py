@@ -53,6 +53,18 @@ def explain_fallback(err: Exception) -> None:
     print(f"replica: llama.cpp cannot run this model ({err}); generating with transformers", file=sys.stderr, flush=True)
 
 
+def _built_or_none(build, fallback: bool):
+    """What `build` returns (the GGUF file or files); None, said in one line, when llama.cpp cannot take the model
+    and `fallback` allows transformers instead."""
+    try:
+        return build()
+    except ReplicaInputError as err:
+        if not fallback:
+            raise
+        explain_fallback(err)
+        return None
+
+
 def _given(option: str) -> str:
     return f"{option} " if option.startswith("--") else f"{option}="
 
@@ -82,13 +94,8 @@ def open_run_engines(info, *, engine: str, quant: str, sides: Sequence[bool], sl
     if engine == LLAMA_CPP:
         from replica.inference.gguf_cache import run_gguf_paths
 
-        try:
-            paths = run_gguf_paths(info, quant, sides)
-        except ReplicaInputError as err:
-            if not fallback:
-                raise
-            explain_fallback(err)
-            engine = TRANSFORMERS
+        paths = _built_or_none(lambda: run_gguf_paths(info, quant, sides), fallback)
+        engine = LLAMA_CPP if paths is not None else TRANSFORMERS
     if engine == TRANSFORMERS:
         from replica.inference.transformers_engine import TransformersEngine
 
@@ -110,13 +117,8 @@ def open_merged_engine(model_dir: Path, *, engine: str, quant: str, slots: int, 
     if engine == LLAMA_CPP:
         from replica.inference.gguf_cache import merged_gguf_path
 
-        try:
-            path = merged_gguf_path(model_dir, quant)
-        except ReplicaInputError as err:
-            if not fallback:
-                raise
-            explain_fallback(err)
-            engine = TRANSFORMERS
+        path = _built_or_none(lambda: merged_gguf_path(model_dir, quant), fallback)
+        engine = LLAMA_CPP if path is not None else TRANSFORMERS
     if engine == TRANSFORMERS:
         from replica.inference.transformers_engine import TransformersEngine
 

@@ -117,8 +117,6 @@ class LlamaCppEngine:
             llama_cpp.llama_model_free(self._model)
             raise ReplicaInputError(f"llama.cpp could not create a context of {slots} x {context} tokens (memory?)", path=str(path))
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
-        self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
         self._batch_capacity = params.n_batch
         self._slots = [_Slot(seq) for seq in range(slots)]
@@ -235,19 +233,18 @@ class LlamaCppEngine:
         oldest job goes first once it has waited FAIR_WAIT_S, so no request waits behind others for long."""
         head = self._queue[0]
         if time.monotonic() - head.queued_at >= FAIR_WAIT_S:
-            choices = [(head, slot) for slot in free]
+            slot = max(free, key=lambda slot: (_shared(slot.cached, head.prompt), -slot.used_at))
+            pending = head
         else:
-            window = list(itertools.islice(self._queue, QUEUE_WINDOW))
             running = [tuple(slot.pending.prompt) for slot in self._slots if slot.pending is not None]
-            choices = [(pending, slot) for pending in window for slot in free]
 
             def score(choice: tuple[_Pending, _Slot]) -> tuple:
                 pending, slot = choice
                 shared = _shared(slot.cached, pending.prompt)
                 return (shared, tuple(pending.prompt) not in running, -pending.queued_at, -slot.used_at)
 
-            choices = [max(choices, key=score)]
-        pending, slot = max(choices, key=lambda choice: (_shared(choice[1].cached, choice[0].prompt), -choice[1].used_at))
+            window = itertools.islice(self._queue, QUEUE_WINDOW)
+            pending, slot = max(((pending, slot) for pending in window for slot in free), key=score)
         self._queue.remove(pending)
         return pending, slot
 
