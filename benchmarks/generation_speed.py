@@ -129,7 +129,7 @@ def llama_cpp_direct(setup: Setup, gguf: Path, prompts: list[Prompt], warmup: li
 
 def rate(tokens: int, seconds: float) -> dict:
     """Generated tokens, wall seconds and their quotient."""
-    return {"tokens": tokens, "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 3)}
+    return {"tokens": tokens, "seconds": round(seconds, 6), "tokens_per_s": round(tokens / seconds, 3)}
 
 
 # ---- replica serve over HTTP ---------------------------------------------------------------------------
