@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from replica.notices import silence_kernel_download_notice  # noqa: E402  (before any import of bitsandbytes)
+from replica.notices import quiet_library_loggers  # noqa: E402  (before any import of bitsandbytes)
 
-silence_kernel_download_notice()
+quiet_library_loggers()

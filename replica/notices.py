@@ -9,6 +9,9 @@ import sys
 # kernel is a Hub download that is never there offline. What it costs is said once by `explain_cpu_4bit`.
 KERNEL_DOWNLOAD_LOGGERS = ("bitsandbytes.backends.cpu.ops", "kernels._internals.hf_hub")
 KERNEL_DOWNLOAD_MESSAGE = "kernels-community"
+# The `gguf` package logs every file it writes (its temporary path and tensor count) at INFO: the GGUF cache and the
+# stop-sequence callback write such files, and Hydra's console shows INFO.
+GGUF_WRITER_LOGGER = "gguf"
 _explained = False
 
 
@@ -17,13 +20,15 @@ class _DropKernelDownloadNotice(logging.Filter):
         return KERNEL_DOWNLOAD_MESSAGE not in record.getMessage()
 
 
-def silence_kernel_download_notice() -> None:
-    """Drop bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community" line and the `kernels`
-    package's offline notice about it (idempotent; runs before bitsandbytes is imported: they are logged at import)."""
+def quiet_library_loggers() -> None:
+    """Drop bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community" line, the `kernels`
+    package's offline notice about it (idempotent; runs before bitsandbytes is imported: they are logged at import)
+    and the `gguf` writer's per-file INFO lines."""
     for name in KERNEL_DOWNLOAD_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropKernelDownloadNotice) for f in logger.filters):
             logger.addFilter(_DropKernelDownloadNotice())
+    logging.getLogger(GGUF_WRITER_LOGGER).setLevel(logging.WARNING)
 
 
 def explain_cpu_4bit() -> None:
