@@ -18,7 +18,7 @@ from tests.helpers import FAST_OVERRIDES, assert_one_line_error, paths, run_trai
 ROOT = Path(__file__).resolve().parents[1]
 SHRINK = [o for o in FAST_OVERRIDES if not o.startswith(("trainer=", "trainer.max_steps"))]
 NOTICES = ("kernels-community", "FutureWarning", "💡 Tip", "Total FLOPs", "Paged optimizers are not supported",
-           "gguf_writer")  # the last: the `gguf` package logging each file the stop-sequence callback writes
+           "gguf_writer", "use_cache=True")  # gguf: the package logs each file the stop-sequence callback writes
 
 
 def run_dirs(tmp_path: Path) -> list[Path]:

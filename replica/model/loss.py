@@ -48,7 +48,7 @@ def reply_token_nll(
     if not chunkable(model):
         return full_logits_token_nll(model, input_ids, attention_mask, labels), rows
     inner = causal_lm(model)
-    hidden = inner.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    hidden = inner.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     states = hidden[:, :-1][keep]
     targets = targets_all[keep]
     head = inner.get_output_embeddings()
@@ -70,7 +70,7 @@ def reply_nll(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 def full_logits_token_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The same NLL through the model's full logits (models whose head is not a plain linear; the benchmark's baseline)."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
     return F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none")[keep]
