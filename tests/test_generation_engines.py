@@ -151,6 +151,26 @@ def test_a_chats_next_turn_reads_only_its_new_tokens(info, llama):
     assert fresh.token_ids == reply.token_ids
 
 
+def test_samples_of_one_context_read_its_prompt_once(llama):
+    """Samples of many conversations in one `generate` call, given sample by sample (the worst order): a slot that
+    read a conversation takes its next sample and re-reads one token, for as long as the call lasts (past the
+    fairness wait between submissions). Only at the end, when fewer conversations are left than slots, may idle
+    slots read one again to share its samples."""
+    from replica.inference.generation import generate_replies
+
+    samples, roles = 6, ("them", "me", "them", "me", "them")
+    conversations = [[{"role": role, "text": CONTEXTS[(start + turn) % len(CONTEXTS)][0]["text"]}
+                      for turn, role in enumerate(roles)] for start in range(len(CONTEXTS))]
+    repeated = [conversation for _ in range(samples) for conversation in conversations]
+    lengths = [len(llama.formatter.prompt_ids(conversation)) for conversation in conversations]
+    read_before = llama.prompt_tokens_read
+    replies = generate_replies(llama, repeated, sampled(7, max_new_tokens=64, temperature=2.0), batch_size=4)
+    read = llama.prompt_tokens_read - read_before
+    assert len(replies) == len(repeated)
+    once_each = sum(lengths) + len(repeated) - len(conversations)
+    assert read <= 1.25 * once_each, (read, once_each)
+
+
 def test_many_jobs_from_many_threads_each_get_their_own_reply(llama):
     """More jobs than slots, submitted from 8 threads at once: every reply is the one its job gets alone."""
     from replica.inference.jobs import Job

@@ -52,15 +52,15 @@ def generate_under_labels(
     engine, examples: Sequence[dict], plan: FidelityPlan, sampling, samples: int, batch_size: int
 ) -> dict[str, list[list[str]]]:
     """label -> per planned context, `samples` replies addressed to that label (the same seeds for every label)."""
-    from replica.inference.generation import generate_replies
+    from replica.inference.generation import ReplySet, generate_reply_sets
 
     chosen = [examples[index] for index in plan.contexts for _ in range(samples)]
     contexts = [example["context"] for example in chosen]
+    sets = [ReplySet(contexts, sampling, [(label, bool(example.get("group", False))) for example in chosen])
+            for label in plan.labels]
     replies: dict[str, list[list[str]]] = {}
-    for label in plan.labels:
-        relations = [(label, bool(example.get("group", False))) for example in chosen]
-        texts = [reply.text for reply in generate_replies(engine, contexts, sampling, batch_size, progress=True,
-                                                          relations=relations)]
+    for label, label_replies in zip(plan.labels, generate_reply_sets(engine, sets, batch_size, progress=True), strict=True):
+        texts = [reply.text for reply in label_replies]
         replies[label] = [texts[k * samples : (k + 1) * samples] for k in range(len(plan.contexts))]
     return replies
 

@@ -96,24 +96,6 @@ def decoding_settings(decoding: Mapping):
     return sampled, greedy
 
 
-def generate_side(engine, contexts: Sequence[list[dict]], decoding: Mapping, batch_size: int,
-                  relations: Relations | None = None) -> Replies:
-    """Replies of one side's engine: `decoding.samples` sampled replies per context, plus greedy ones; context i is
-    addressed to `relations[i]` when given."""
-    from replica.inference.generation import generate_replies
-
-    sampled, greedy = decoding_settings(decoding)
-    samples = decoding["samples"]
-    repeated = [context for context in contexts for _ in range(samples)]
-    repeated_relations = None if relations is None else [relation for relation in relations for _ in range(samples)]
-    flat = generate_replies(engine, repeated, sampled, batch_size, progress=True, relations=repeated_relations)
-    groups = [flat[index * samples : (index + 1) * samples] for index in range(len(contexts))]
-    greedy_replies = None
-    if decoding["greedy"]:
-        greedy_replies = generate_replies(engine, contexts, greedy, batch_size, progress=True, relations=relations)
-    return Replies(groups, greedy_replies)
-
-
 @dataclass
 class SideOutput:
     """What one side produced: reply NLL per held-out example, its replies, and its answers to each probe."""
@@ -132,17 +114,26 @@ def run_side(
 
     In a `labelled` run the fine-tuned side addresses each example to its own relationship and the probes to the
     run's most common one; the baseline (and every side of an unlabelled run) sees no label."""
-    from replica.inference.generation import generate_replies
+    from replica.inference.generation import ReplySet, generate_reply_sets
 
     formatter = engine.formatter
     samples = decoding["samples"]
+    contexts = reference.contexts
     probe_contexts = [[{"role": "them", "text": prompt}] for prompt in probes for _ in range(samples)]
     relations = example_relations(reference.examples) if labelled and side == "finetuned" else None
     probe_relations = [(formatter.addressee(None), False)] * len(probe_contexts) if relations else None
     with model_side(model, side):
         nll = example_nll(model, formatter, reference.examples, batch_size, f"perplexity ({side})", relations)
-    replies = generate_side(engine, reference.contexts, decoding, batch_size, relations)
-    answers = generate_replies(engine, probe_contexts, decoding_settings(decoding)[0], batch_size,
-                               progress=True, relations=probe_relations)
+    sampled, greedy = decoding_settings(decoding)
+    sets = [
+        ReplySet([context for context in contexts for _ in range(samples)], sampled,
+                 None if relations is None else [relation for relation in relations for _ in range(samples)]),
+        ReplySet(probe_contexts, sampled, probe_relations),
+    ]
+    if decoding["greedy"]:
+        sets.append(ReplySet(contexts, greedy, relations))
+    flat, answers, *greedy_replies = generate_reply_sets(engine, sets, batch_size, progress=True)
+    groups = [flat[index * samples : (index + 1) * samples] for index in range(len(contexts))]
     texts = [reply.text for reply in answers]
-    return SideOutput(nll, replies, [texts[index * samples : (index + 1) * samples] for index in range(len(probes))])
+    return SideOutput(nll, Replies(groups, greedy_replies[0] if greedy_replies else None),
+                      [texts[index * samples : (index + 1) * samples] for index in range(len(probes))])

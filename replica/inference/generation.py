@@ -8,12 +8,21 @@ built by the run's formatter), sampling settings, per-row seeds, stop rules and 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from replica.inference.jobs import Job, Reply, Sampling, with_seed
 
 Relations = Sequence[tuple[str | None, bool]]  # per context: (relationship label, group chat) its prompt names
+
+
+class ReplySet(NamedTuple):
+    """Contexts to answer with one sampling setting (context i seeded seed+i), addressed to `relations` if given."""
+
+    contexts: Sequence[Sequence[dict]]
+    sampling: Sampling
+    relations: Relations | None = None
 
 
 class Engine(Protocol):
@@ -39,10 +48,25 @@ def generate_replies(
 ) -> list[Reply]:
     """Replies of `engine` as "me" to each context; context i samples with seed+i and is addressed to
     `relations[i]` (relationship label, group chat) when given."""
+    return engine.generate(reply_jobs(contexts, sampling, relations), batch_size=batch_size, progress=progress)
+
+
+def generate_reply_sets(
+    engine: Engine, sets: Sequence[ReplySet], batch_size: int = 16, progress: bool = False
+) -> list[list[Reply]]:
+    """`generate_replies` for each set, all in one engine call (llama.cpp reads a prompt the sets share once, and
+    keeps its slots busy from the first set to the last)."""
+    jobs = [reply_jobs(*reply_set) for reply_set in sets]
+    flat = engine.generate([job for set_jobs in jobs for job in set_jobs], batch_size=batch_size, progress=progress)
+    starts = list(itertools.accumulate((len(set_jobs) for set_jobs in jobs), initial=0))
+    return [flat[start:end] for start, end in itertools.pairwise(starts)]
+
+
+def reply_jobs(contexts: Sequence[Sequence[dict]], sampling: Sampling, relations: Relations | None = None) -> list[Job]:
+    """A job per context: context i samples with seed+i and is addressed to `relations[i]` when given."""
     relations = relations or [(None, False)] * len(contexts)
-    jobs = [Job(context, with_seed(sampling, sampling.seed + index), relationship=label, group=group)
+    return [Job(context, with_seed(sampling, sampling.seed + index), relationship=label, group=group)
             for index, (context, (label, group)) in enumerate(zip(contexts, relations, strict=True))]
-    return engine.generate(jobs, batch_size=batch_size, progress=progress)
 
 
 def progress_bar(total: int, enabled: bool):

@@ -39,6 +39,7 @@ class _Pending:
     job: Job
     prompt: list[int]
     future: Future
+    group: int  # the submission it came with: one `generate` call's jobs, or one `submit`
     queued_at: float = field(default_factory=time.monotonic)
 
 
@@ -122,6 +123,7 @@ class LlamaCppEngine:
         self._slots = [_Slot(seq) for seq in range(slots)]
         self.prompt_tokens_read = 0  # prompt tokens decoded so far (a cached prefix is not read again)
         self._queue: collections.deque[_Pending] = collections.deque()
+        self._groups = itertools.count()
         self._lock = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="replica-llama-cpp", daemon=True)
@@ -130,8 +132,13 @@ class LlamaCppEngine:
     # ---- the callers' side ----------------------------------------------------------------------------
     def submit(self, job: Job) -> Future:
         """Queue `job`; its future resolves to an Outcome. Raises Busy when the waiting queue is full."""
-        prompt = self.formatter.prompt_ids(job.context, job.relationship, job.group)
-        pending = _Pending(job, prompt, Future())
+        return self._submit(job, self.prompt_ids(job), next(self._groups))
+
+    def prompt_ids(self, job: Job) -> list[int]:
+        return self.formatter.prompt_ids(job.context, job.relationship, job.group)
+
+    def _submit(self, job: Job, prompt: list[int], group: int) -> Future:
+        pending = _Pending(job, prompt, Future(), group)
         if len(prompt) + job.sampling.max_new_tokens > self.context:
             pending.future.set_exception(GenerationFailed(
                 f"the prompt ({len(prompt)} tokens) and max_tokens ({job.sampling.max_new_tokens}) exceed the "
@@ -148,12 +155,17 @@ class LlamaCppEngine:
         return pending.future
 
     def generate(self, jobs: Sequence[Job], *, batch_size: int = 16, progress: bool = False) -> list[Reply]:
-        """One reply per job, in order (all jobs queued at once; the engine's slots decode them together)."""
+        """One reply per job, in order. All jobs are queued at once, as one submission, jobs with the same prompt
+        next to each other: a slot that read a prompt takes its next job with that prompt and reads it once."""
         bar = progress_bar(len(jobs), progress)
-        futures = [self.submit(job) for job in jobs]
+        prompts = [self.prompt_ids(job) for job in jobs]
+        first_seen: dict[tuple[int, ...], int] = {}
+        order = sorted(range(len(jobs)), key=lambda index: first_seen.setdefault(tuple(prompts[index]), index))
+        group = next(self._groups)
+        futures = {index: self._submit(jobs[index], prompts[index], group) for index in order}
         replies = []
-        for future in futures:
-            replies.append(future.result().reply)
+        for index in range(len(jobs)):
+            replies.append(futures[index].result().reply)
             if bar is not None:
                 bar.update(1)
         if bar is not None:
@@ -229,22 +241,21 @@ class LlamaCppEngine:
     def _pick(self, free: list[_Slot]) -> tuple[_Pending, _Slot]:
         """The next (job, slot) to start, taken off the queue: among the first waiting jobs, the pair whose prompt
         shares the longest prefix with the slot's cache, preferring a job whose prompt is not being read by a
-        running row (it can wait to reuse that row's cache: several samples of one context read it once). The
-        oldest job goes first once it has waited FAIR_WAIT_S, so no request waits behind others for long."""
+        running row (it can wait to reuse that row's cache: several samples of one context read it once). Once the
+        oldest job has waited FAIR_WAIT_S, its submission goes first, so no request waits behind others for long
+        (the jobs of one `generate` call are one submission: they keep choosing among themselves)."""
         head = self._queue[0]
+        window = list(itertools.islice(self._queue, QUEUE_WINDOW))
         if time.monotonic() - head.queued_at >= FAIR_WAIT_S:
-            slot = max(free, key=lambda slot: (_shared(slot.cached, head.prompt), -slot.used_at))
-            pending = head
-        else:
-            running = [tuple(slot.pending.prompt) for slot in self._slots if slot.pending is not None]
+            window = [pending for pending in window if pending.group == head.group]
+        running = {tuple(slot.pending.prompt) for slot in self._slots if slot.pending is not None}
 
-            def score(choice: tuple[_Pending, _Slot]) -> tuple:
-                pending, slot = choice
-                shared = _shared(slot.cached, pending.prompt)
-                return (shared, tuple(pending.prompt) not in running, -pending.queued_at, -slot.used_at)
+        def score(choice: tuple[_Pending, _Slot]) -> tuple:
+            pending, slot = choice
+            shared = _shared(slot.cached, pending.prompt)
+            return (shared, tuple(pending.prompt) not in running, -pending.queued_at, -slot.used_at)
 
-            window = itertools.islice(self._queue, QUEUE_WINDOW)
-            pending, slot = max(((pending, slot) for pending in window for slot in free), key=score)
+        pending, slot = max(((pending, slot) for pending in window for slot in free), key=score)
         self._queue.remove(pending)
         return pending, slot
 
