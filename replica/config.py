@@ -354,9 +354,21 @@ def _typed_problems(prefix: str, schema: type, node: Any) -> list[str]:
 
 
 SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
+def model_problems(node: Any) -> list[str]:
+    """The `model` section's rules, and a base named while `model=tiny` (the default) would build its own instead."""
+    problems = section_problems("model", node)
+    if not problems and node.get("tiny") and node.get("name_or_path"):
+        problems.append(
+            "model.name_or_path is set but would be ignored: the default model=tiny builds a tiny model "
+            "of its own; choose the preset of the file's family too (model=qwen2.5-7b, llama3.1-8b, mistral7b, "
+            "smollm2-135m...), e.g. python train.py model=qwen2.5-7b model.name_or_path=<file or Hub id>")
+    return problems
+
+
 SECTION_VALIDATORS: dict[str, Callable[[Any], list[str]]] = {
     "data": data_problems,
     **{section: partial(section_problems, section) for section in SECTION_RULES},
+    "model": model_problems,
 }
 LIST_KEYS = ("data.exports", "data.me", "data.languages")
 

@@ -146,3 +146,17 @@ def test_a_bad_gguf_is_one_line_and_exit_2(tiny_gguf, tmp_path, damage):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("train.py: error: ") and expected in lines[-1] and "model.gguf" in lines[-1]
     assert "Traceback" not in done.stderr
+
+
+def test_a_base_named_without_a_preset_is_refused_not_ignored(tiny_gguf, tmp_path):
+    """`model.name_or_path=` alone keeps the default model=tiny, which builds its own model: one line, exit 2, and
+    no run trains (a truncated file given the same way is refused the same way, before it is read)."""
+    truncated = tmp_path / "model.gguf"
+    truncated.write_bytes(tiny_gguf.read_bytes()[:1000])
+    for given in (tiny_gguf, truncated):
+        done = run_train(f"model.name_or_path={given}", "trainer.max_steps=1", cwd=tmp_path)
+        assert done.returncode == 2, done.stderr[-2000:]
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert lines[-1].startswith("train.py: error: ") and "model.name_or_path is set but would be ignored" in lines[-1]
+        assert "model=qwen2.5-7b model.name_or_path=" in lines[-1] and "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "adapter").exists()
