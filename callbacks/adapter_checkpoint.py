@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from pathlib import Path
@@ -14,7 +13,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 from replica.atomic import replace_dir
-from replica.model.run_dir import ADAPTER_META, FORMAT_VERSION
+from replica.model.run_dir import FORMAT_VERSION
+from replica.model.run_meta import read_meta, write_meta
 
 
 def export_adapter(pl_module: LightningModule, formatter, out_dir: str | Path, extra: dict[str, Any]) -> Path:
@@ -35,14 +35,14 @@ def export_adapter(pl_module: LightningModule, formatter, out_dir: str | Path, e
             "base_model": pl_module.base_path,
             **extra,
         }
-        (staging / ADAPTER_META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        write_meta(staging, meta)
     return out_dir
 
 
 def exported_step(adapter_dir: str | Path) -> int | None:
     """The training step of the adapter exported in `adapter_dir` (from its metadata), None when there is none."""
     try:
-        return json.loads((Path(adapter_dir) / ADAPTER_META).read_text(encoding="utf-8"))["global_step"]
+        return read_meta(adapter_dir)["global_step"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -105,9 +105,16 @@ def test_serve_flags_override_the_block(greedy_run, tmp_path):
 
 
 @pytest.mark.slow  # trains a tiny run
-def test_ollama_modelfile_samples_as_the_runs_block(greedy_run, tmp_path):
-    result = replica_cli("export", greedy_run, "--gguf", "--quant", "f16", "--out", tmp_path, "--ollama")
+@pytest.mark.parametrize("source", ["run", "merged"])
+def test_ollama_modelfile_samples_as_the_runs_block(greedy_run, tmp_path, source):
+    """Exported from the run, or from a `replica merge` folder of it: the Modelfile samples as the run's block."""
+    exported = greedy_run
+    if source == "merged":
+        exported = tmp_path / "merged"
+        merged = replica_cli("merge", greedy_run, "--out", exported)
+        assert merged.returncode == 0, merged.stderr[-2000:]
+    result = replica_cli("export", exported, "--gguf", "--quant", "f16", "--out", tmp_path / "gguf", "--ollama")
     assert result.returncode == 0, result.stderr[-2000:]
-    lines = (tmp_path / "Modelfile").read_text(encoding="utf-8").splitlines()
+    lines = (tmp_path / "gguf" / "Modelfile").read_text(encoding="utf-8").splitlines()
     assert "PARAMETER temperature 0" in lines  # the block does not sample
     assert f"PARAMETER num_predict {BLOCK_TOKENS}" in lines and f"PARAMETER top_p {BLOCK_TOP_P}" in lines

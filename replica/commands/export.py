@@ -55,15 +55,6 @@ def check_outputs(paths: Sequence[Path], *, force: bool) -> None:
             raise ReplicaInputError("already exists: pass --force to replace it, or pick another --out", path=str(path))
 
 
-def recorded_generation(path: Path):
-    """The sampling block a run folder recorded; the defaults for a `replica merge` folder (it records none)."""
-    from replica.inference.loading import is_merged_dir
-    from replica.model.run_dir import inspect_run
-    from replica.settings import GenerationSection
-
-    return GenerationSection.of_run(None if is_merged_dir(path) else inspect_run(path).config)
-
-
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     if not args.gguf:
@@ -77,12 +68,13 @@ def main(argv: Sequence[str]) -> int:
     from replica.atomic import write_text
     from replica.export.modelfile import modelfile_text
     from replica.export.source import load_source
+    from replica.model.run_meta import recorded_generation
     from replica.gguf.gguf_file import write_gguf
 
     started = time.perf_counter()
     source = load_source(run)
     loaded = time.perf_counter()
-    modelfile = modelfile_text(source.formatter, gguf_path.name, recorded_generation(run)) if modelfile_path else None
+    modelfile = modelfile_text(source.formatter, gguf_path.name, recorded_generation(source.meta)) if modelfile_path else None
     write_gguf(source.model, source.formatter, gguf_path, args.quant, name=source.name, chat_template=source.chat_template)
     written = time.perf_counter()
     size_mb = gguf_path.stat().st_size / 1e6

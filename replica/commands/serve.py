@@ -65,7 +65,7 @@ def main(argv: Sequence[str]) -> int:
     check_exposure(args.host, args.api_key)
     if args.max_tokens is not None and args.max_tokens > args.max_tokens_limit:
         raise ReplicaInputError(f"--max-tokens {args.max_tokens} is above --max-tokens-limit {args.max_tokens_limit}")
-    from replica.inference.loading import is_merged_dir
+    from replica.model.run_meta import is_merged_dir
     from replica.model.run_dir import inspect_run
 
     merged = is_merged_dir(args.model_dir)

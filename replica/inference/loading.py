@@ -85,14 +85,6 @@ def quiet_loading() -> Iterator[None]:
         yield
 
 
-MERGED_FILES = ("config.json", "replica.json")  # what `replica merge` writes besides weights and tokenizer
-
-
-def is_merged_dir(path: str | Path) -> bool:
-    """Whether `path` is a folder written by `replica merge` (a standalone model, no adapter)."""
-    return all((Path(path).expanduser() / name).is_file() for name in MERGED_FILES)
-
-
 def load_merged(model_dir: str | Path, *, device: str = "cpu"):
     """(model in eval mode, ChatFormatter, replica.json) for a `replica merge` folder; float32 on CPU."""
     import torch
@@ -110,14 +102,14 @@ def load_merged(model_dir: str | Path, *, device: str = "cpu"):
 
 def merged_formatter(model_dir: str | Path):
     """(ChatFormatter, replica.json) of a `replica merge` folder, without loading its model."""
-    model_dir = Path(model_dir).expanduser()
-    import json
-
     from transformers import AutoTokenizer
 
+    from replica.model.run_meta import META_FILE, read_meta
+
+    model_dir = Path(model_dir).expanduser()
     try:
-        meta = json.loads((model_dir / "replica.json").read_text(encoding="utf-8"))
+        meta = read_meta(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         return formatter_of(tokenizer, meta), meta
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ReplicaInputError(f"not a readable merged model ({type(err).__name__}); rerun `replica merge`", path=str(model_dir / "replica.json")) from None
+        raise ReplicaInputError(f"not a readable merged model ({type(err).__name__}); rerun `replica merge`", path=str(model_dir / META_FILE)) from None

@@ -4,7 +4,6 @@ Replica's chat format through its chat template."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from replica.atomic import replace_dir
 from replica.inference.loading import load_run, quiet_loading
 from replica.model.chat_template import chat_template
 from replica.model.run_dir import RunInfo
-from replica.settings import GenerationSection
+from replica.model.run_meta import recorded_generation, write_meta
 
 # replica.json keys copied into the merged folder: the chat format only, never the training config (it names
 # the user and their export paths, and a merged folder is meant to be shared); the run's sampling block is added.
@@ -47,7 +46,7 @@ def merge_run(run_dir: str | Path, out: Path, dtype: str) -> Path:
     with replace_dir(out, shared=True) as staging:  # a merged model is meant to be shared: not a private 0700 folder
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        (staging / "replica.json").write_text(json.dumps(_merged_meta(info, dtype, formatter), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_meta(staging, _merged_meta(info, dtype, formatter))
     return out
 
 
@@ -55,6 +54,6 @@ def _merged_meta(info: RunInfo, dtype: str, formatter) -> dict:
     """The merged folder's replica.json: the run's chat format and `generation` block (what `replica serve` samples
     with), where it was merged from, no training config."""
     meta = {key: info.meta[key] for key in FORMAT_KEYS if key in info.meta}
-    meta["generation"] = asdict(GenerationSection.of_run(info.config))
+    meta["generation"] = asdict(recorded_generation(info.meta))
     meta.update(merged_from_step=info.meta.get("global_step"), dtype=dtype, end_of_turn_id=formatter.end_of_turn_id)
     return meta

@@ -12,10 +12,10 @@ from typing import Any
 
 from replica import __version__
 from replica.errors import ReplicaInputError
+from replica.model.run_meta import META_FILE, read_meta
 
 ADAPTER_DIR = "adapter"
-ADAPTER_META = "replica.json"
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", ADAPTER_META)
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", META_FILE)
 FORMAT_VERSION = 1  # bump when the adapter folder layout or replica.json keys change incompatibly
 
 
@@ -50,9 +50,9 @@ def inspect_run(run_dir: str | Path) -> RunInfo:
             path=str(adapter_dir),
         )
     try:
-        meta = json.loads((adapter_dir / ADAPTER_META).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ReplicaInputError(f"unreadable run metadata ({err}); re-export by resuming training", path=str(adapter_dir / ADAPTER_META)) from None
+        meta = read_meta(adapter_dir)
+    except (OSError, ValueError) as err:
+        raise ReplicaInputError(f"unreadable run metadata ({err}); re-export by resuming training", path=str(adapter_dir / META_FILE)) from None
     version = meta.get("format_version")
     if version != FORMAT_VERSION or not isinstance(meta.get("config"), dict):
         raise ReplicaInputError(
