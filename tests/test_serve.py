@@ -646,13 +646,45 @@ class Visitor:
         return self._open("/blind/api/guess", {"choice": choice})
 
 
-@pytest.mark.slow
 def visible(context: list[dict], relationship=None, group=False) -> str:
     """What a guesser sees of an example besides the two replies: its turns and, in a labelled run, label and group flag."""
     turns = [{key: turn[key] for key in ("role", "text", "speaker") if turn.get(key)} for turn in context]
     return json.dumps([turns, relationship, bool(group)], sort_keys=True)
 
 
+def real_replies(run_dir: Path) -> dict[str, str]:
+    """A visible context -> the real reply of its first test example, in file order (read from the run's dataset)."""
+    folder = Path(json.loads((run_dir / "dataset.json").read_text())["dir"])
+    rows = [json.loads(line) for line in (folder / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    real_of: dict[str, str] = {}
+    for row in rows:
+        real_of.setdefault(visible(row["context"]), row["target"])
+    return real_of
+
+
+@pytest.mark.slow
+def test_blind_verdict_names_where_the_real_reply_was_and_the_score_counts_it(server, run_dir):
+    real_of = real_replies(run_dir)
+    checked, right = 0, 0
+    before = call(server.url, "GET", "/blind/api/score", None, AUTH).json()
+    for visit in range(24):
+        visitor = Visitor(server)
+        status, pair = visitor.next()
+        assert status == 200
+        real = [position for position, text in pair["options"].items() if text == real_of[visible(pair["context"])]]
+        choice = "ab"[visit % 2]
+        status, verdict = visitor.guess(choice)
+        assert status == 200 and verdict["correct"] == (choice == verdict["real"])
+        if len(real) == 1:  # (a replica reply that copies the real one word for word is in both positions)
+            assert verdict["real"] == real[0]
+            checked += 1
+        right += verdict["correct"]
+    assert checked >= 20
+    after = verdict["score"]
+    assert after["guesses"] - before["guesses"] == 24 and after["spotted"] - before["spotted"] == right
+
+
+@pytest.mark.slow
 def test_blind_pair_cannot_be_peeked(server, run_dir):
     first = Visitor(server)
     status, pair = first.next()

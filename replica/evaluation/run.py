@@ -30,7 +30,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from replica.evaluation.semantic import Embedder
-    from replica.inference.loading import load_run
+    from replica.inference.loading import load_run, quiet_loading
 
     started = time.perf_counter()
     info = inspect_run(cfg.run_dir)
@@ -43,7 +43,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
 
     torch.manual_seed(cfg.seed)
     log.info("loading %s (%d %s examples)", run_dir, len(held_out.reference.examples), cfg.eval.split)
-    model, formatter, info = load_run(run_dir, device=device, quantized=cfg.eval.quantized)
+    with quiet_loading():
+        model, formatter, info = load_run(run_dir, device=device, quantized=cfg.eval.quantized)
     engine = choose_engine(decoding["engine"], device, option="decoding.engine")
     engines = open_run_engines(info, engine=engine, quant=decoding["engine_quant"], sides=(False, True),
                                slots=cfg.eval.batch_size, max_new_tokens=decoding["max_new_tokens"], model=model,

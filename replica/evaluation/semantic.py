@@ -44,7 +44,10 @@ class Embedder:
             _stay_offline()
             from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(self.model_name, device=self.device)
+            from replica.inference.loading import quiet_loading
+
+            with quiet_loading():
+                self._model = SentenceTransformer(self.model_name, device=self.device)
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -52,7 +55,8 @@ class Embedder:
         missing = list(dict.fromkeys(text for text in texts if text not in self._cache))
         if missing:
             vectors = self._load().encode(
-                missing, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+                missing, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False,
             )
             self._cache.update(zip(missing, vectors))
         if not texts:

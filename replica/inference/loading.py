@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,6 +81,7 @@ def quiet_loading() -> Iterator[None]:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # "Loading SentenceTransformer model from <path>"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
