@@ -9,10 +9,8 @@ import hydra
 from omegaconf import DictConfig
 
 from replica.config import check_overrides, expand_home_in_overrides, hide_names_in_overrides, register_configs
-from replica.errors import ReplicaInputError
+from replica.errors import EXIT_INTERRUPTED, ReplicaInputError
 from replica.prepare.shown_paths import mask_shown_paths
-
-EXIT_INTERRUPTED = 130
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -31,7 +29,7 @@ def main(cfg: DictConfig) -> float | None:
     except ReplicaInputError as err:
         discard_unstarted_run(cfg.paths.output_dir)
         print(f"train.py: error: {' '.join(str(err).split())}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(err.exit_code)
     except BaseException:
         discard_unstarted_run(cfg.paths.output_dir)
         raise
@@ -48,6 +46,6 @@ if __name__ == "__main__":
     try:
         check_overrides("train", sys.argv[1:])
     except ReplicaInputError as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        print(f"train.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(err.exit_code)
     main()

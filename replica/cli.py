@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from replica.commands.arguments import OneLineParser
-from replica.errors import ReplicaInputError
+from replica.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, ReplicaInputError
 from replica.prepare.shown_paths import mask_shown_paths
 
 # Commands owned by their own modules; they receive the rest of the command line untouched.
@@ -23,8 +23,6 @@ DELEGATED = {
     "export": ("replica.commands.export", "export a run to one GGUF file (llama.cpp, LM Studio) and an Ollama Modelfile"),
     "serve": ("replica.commands.serve", "serve a run over an OpenAI-compatible API, with a web chat and a blind test"),
 }
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `cat` and friends return under `| head`
 
 
 def build_parser() -> argparse.ArgumentParser:
