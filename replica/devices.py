@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 from replica.errors import ReplicaInputError
 
 AUTO = "auto"
+DEVICES = "auto, cpu, cuda or cuda:N"  # what every device option (eval.device, chat's and serve's --device) accepts
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def device_flag(text: str) -> str:
+    """argparse type of `--device`: the text when it names a device, else the parser's one-line error."""
+    import argparse
+
+    if not _DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use {DEVICES}")
+    return text
 
 
 def resolve_device(requested: str | None, *, option: str = "device") -> str:
@@ -14,7 +27,14 @@ def resolve_device(requested: str | None, *, option: str = "device") -> str:
 
     if requested in (None, AUTO):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        given = f"{option} " if option.startswith("--") else f"{option}="  # a flag or a config key
-        raise ReplicaInputError(f"{given}{requested}: no CUDA GPU is visible to torch; use {given}cpu")
+    given = f"{option} " if option.startswith("--") else f"{option}="  # a flag or a config key
+    if not isinstance(requested, str) or not _DEVICE.fullmatch(requested):
+        raise ReplicaInputError(f"{given}{requested}: not a device; use {DEVICES}")
+    if requested.startswith("cuda"):
+        index = int(requested.partition(":")[2] or 0)
+        if not torch.cuda.is_available():
+            raise ReplicaInputError(f"{given}{requested}: no CUDA GPU is visible to torch; use {given}cpu")
+        if index >= torch.cuda.device_count():
+            raise ReplicaInputError(f"{given}{requested}: torch sees {torch.cuda.device_count()} GPU(s), cuda:0 to "
+                                    f"cuda:{torch.cuda.device_count() - 1}")
     return requested

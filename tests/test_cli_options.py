@@ -98,3 +98,6 @@ def test_device_flag_of_chat_and_serve(tmp_path):
         return
     for command in (["chat", run_dir, "--once", "ciao"], ["serve", run_dir]):
         assert_one_line_error(replica(*command, "--device", "cuda", cwd=tmp_path), "replica: error:", "--device cuda")
+        assert_one_line_error(replica(*command, "--device", "cuda:1", cwd=tmp_path), "replica: error:", "--device cuda:1")
+        assert_one_line_error(replica(*command, "--device", "tpu", cwd=tmp_path), f"replica {command[0]}: error:",
+                              "'tpu' is not a device: use auto, cpu, cuda or cuda:N")

@@ -19,6 +19,7 @@ from replica.commands.arguments import (
     positive_int,
     probability,
 )
+from replica.devices import DEVICES, device_flag
 from replica.errors import ReplicaInputError
 from replica.prepare.relationships import GROUP
 from replica.settings import ENGINES
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"always pick the most likely token; --no-greedy samples {FROM_RUN}",
     )
     parser.add_argument("--seed", type=int, help="sampling seed for reproducible replies (default: random)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), help="where to run the model (default: cuda if available)")
+    parser.add_argument("--device", type=device_flag, help=f"where to run the model: {DEVICES} (default: auto, cuda if available)")
     parser.add_argument("--engine", choices=ENGINES, help=f"what generates: llama_cpp (the run's GGUF, built once) or transformers; auto = llama.cpp on CPU, transformers on a GPU {FROM_RUN}")
     parser.add_argument("--once", metavar="TEXT", help="answer this one message, print the reply line and exit")
     return parser

@@ -22,6 +22,7 @@ from replica.commands.arguments import (
     positive_int,
     probability,
 )
+from replica.devices import DEVICES, device_flag
 from replica.errors import ReplicaInputError
 from replica.settings import ENGINES
 
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--allowed-host", action="append", default=[], metavar="NAME",
         help="a host name clients may use in the Host header, besides localhost and IP addresses (repeatable)",
     )
-    parser.add_argument("--device", choices=("cpu", "cuda"), help="where to run the model (default: cuda if available)")
+    parser.add_argument("--device", type=device_flag, help=f"where to run the model: {DEVICES} (default: auto, cuda if available)")
     parser.add_argument("--engine", choices=ENGINES, help=f"what generates: llama_cpp (the run's GGUF, built once) or transformers; auto = llama.cpp on CPU, transformers on a GPU {FROM_RUN}")
     parser.add_argument("--max-batch", type=positive_int, default=8, help="requests generated together (default 8; 1 = one at a time)")
     parser.add_argument("--batch-window-ms", type=non_negative_float, help="how long an idle server waits for more requests before it starts generating (default: 20 on transformers; 0 on llama.cpp, whose running batch takes requests as they come)")
