@@ -31,11 +31,20 @@ def _number_type(convert: Callable[[str], float], accepted: Callable[[float], bo
     return parse
 
 
+def setting(section: str, key: str) -> Callable[[str], float]:
+    """An argparse type for a flag that sets `section.key`: it accepts exactly what the config accepts (the rule
+    of `replica.config.SECTION_RULES`, one for flag and config)."""
+    from replica.config import SECTION_RULES
+    from replica.settings import SECTIONS
+
+    [(accepted, requirement)] = [(rule, text) for name, rule, text in SECTION_RULES[section] if name == key]
+    convert = int if SECTIONS[section].__dataclass_fields__[key].type in (int, "int") else float
+    return _number_type(convert, accepted, requirement)
+
+
 positive_int = _number_type(int, lambda n: n >= 1, "at least 1")
-non_negative_int = _number_type(int, lambda n: n >= 0, "at least 0")
 positive_float = _number_type(float, lambda n: n > 0, "above 0")
 non_negative_float = _number_type(float, lambda n: n >= 0, "at least 0")
-probability = _number_type(float, lambda n: 0 < n <= 1, "in (0, 1]")
 port = _number_type(int, lambda n: 0 < n < 65536, "in 1-65535")
 
 

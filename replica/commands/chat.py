@@ -12,13 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TextIO
 
-from replica.commands.arguments import (
-    OneLineParser,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    probability,
-)
+from replica.commands.arguments import OneLineParser, positive_int, setting
 from replica.devices import DEVICES, device_flag
 from replica.errors import ReplicaInputError
 from replica.prepare.relationships import GROUP
@@ -46,11 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
              "most common; runs trained without data.relationships take none)",
     )
     parser.add_argument("--context", type=positive_int, default=8, help="turns of both sides kept as context (default 8)")
-    parser.add_argument("--max-new-tokens", type=positive_int, help=f"reply length limit in tokens {FROM_RUN}")
-    parser.add_argument("--temperature", type=positive_float, help=f"sampling temperature {FROM_RUN}")
-    parser.add_argument("--top-p", type=probability, help=f"nucleus sampling mass {FROM_RUN}")
-    parser.add_argument("--top-k", type=non_negative_int, help=f"sample among the k most likely tokens, 0 = all {FROM_RUN}")
-    parser.add_argument("--repetition-penalty", type=positive_float, help=f"penalty for tokens already seen, 1 = none {FROM_RUN}")
+    parser.add_argument("--max-new-tokens", type=setting("generation", "max_new_tokens"), help=f"reply length limit in tokens {FROM_RUN}")
+    parser.add_argument("--temperature", type=setting("generation", "temperature"), help=f"sampling temperature {FROM_RUN}")
+    parser.add_argument("--top-p", type=setting("generation", "top_p"), help=f"nucleus sampling mass {FROM_RUN}")
+    parser.add_argument("--top-k", type=setting("generation", "top_k"), help=f"sample among the k most likely tokens, 0 = all {FROM_RUN}")
+    parser.add_argument("--repetition-penalty", type=setting("generation", "repetition_penalty"), help=f"penalty for tokens already seen, 1 = none {FROM_RUN}")
     parser.add_argument(
         "--greedy", action=argparse.BooleanOptionalAction, default=None,
         help=f"always pick the most likely token; --no-greedy samples {FROM_RUN}",

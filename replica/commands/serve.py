@@ -20,7 +20,7 @@ from replica.commands.arguments import (
     port,
     positive_float,
     positive_int,
-    probability,
+    setting,
 )
 from replica.devices import DEVICES, device_flag
 from replica.errors import ReplicaInputError
@@ -50,14 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-batch", type=positive_int, default=8, help="requests generated together (default 8; 1 = one at a time)")
     parser.add_argument("--batch-window-ms", type=non_negative_float, help="how long an idle server waits for more requests before it starts generating (default: 20 on transformers; 0 on llama.cpp, whose running batch takes requests as they come)")
     parser.add_argument("--queue-size", type=positive_int, default=64, help="requests allowed to wait behind a generating batch; more get 503 (default 64)")
-    parser.add_argument("--max-tokens", type=positive_int, help=f"reply length when a request names none, at most the limit {FROM_RUN}")
+    parser.add_argument("--max-tokens", type=setting("generation", "max_new_tokens"), help=f"reply length when a request names none, at most the limit {FROM_RUN}")
     parser.add_argument("--max-tokens-limit", type=positive_int, default=512, help="largest max_tokens a request may ask for (default 512)")
     parser.add_argument("--max-body-kb", type=positive_int, default=256, help="request body limit in KiB (default 256)")
     parser.add_argument("--read-timeout", type=positive_float, default=10.0, help="seconds a client has for its request headers, and again for its body (default 10)")
     parser.add_argument("--max-connections", type=positive_int, default=64, help="open connections served at once; more get 503 (default 64)")
     parser.add_argument("--blind-guesses-per-hour", type=positive_int, default=60, help="blind-test guesses one browser may add per hour (default 60)")
-    parser.add_argument("--temperature", type=positive_float, help=f"sampling temperature when a request names none {FROM_RUN}")
-    parser.add_argument("--top-p", type=probability, help=f"nucleus sampling mass when a request names none {FROM_RUN}")
+    parser.add_argument("--temperature", type=setting("generation", "temperature"), help=f"sampling temperature when a request names none {FROM_RUN}")
+    parser.add_argument("--top-p", type=setting("generation", "top_p"), help=f"nucleus sampling mass when a request names none {FROM_RUN}")
     return parser
 
 
