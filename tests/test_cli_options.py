@@ -48,6 +48,8 @@ def test_parse_timezone_places_epoch_times(tmp_path, zone, expected):
 @pytest.mark.parametrize("command, flag, value", [
     ("parse", "--timezone", "Mars/Olympus"), ("parse", "--max-messages", "0"), ("serve", "--port", "70000"),
     ("chat", "--top-p", "1.5"), ("export", "--quant", "q3_x"), ("merge", "--dtype", "int3"),
+    ("chat", "--temperature", "inf"), ("serve", "--temperature", "nan"), ("serve", "--max-tokens", "0"),
+    ("chat", "--device", "tpu"),
 ])
 def test_a_bad_flag_is_one_line_naming_it(tmp_path, command, flag, value):
     done = replica(command, tmp_path, flag, value, cwd=tmp_path)
