@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 
 from tests.helpers import FAST_OVERRIDES, assert_one_line_error, paths, run_train, train_tiny
@@ -46,6 +47,10 @@ def test_max_steps_before_the_first_validation_finishes_the_run(tmp_path):
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     for notice in NOTICES:
         assert notice not in result.stdout + result.stderr, notice
+    logged = yaml.safe_load((run_dir / "csv" / "hparams.yaml").read_text(encoding="utf-8"))  # the logger got the config
+    recorded = adapter_meta(run_dir)["config"]
+    assert logged["trainer"]["max_steps"] == 5 and logged["lora"] == recorded["lora"] and logged["seed"] == recorded["seed"]
+    assert logged["data"]["me"] == f"<{len(recorded['data']['me'])} name(s)>"  # not the user's names
 
 
 @pytest.mark.slow

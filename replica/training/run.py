@@ -24,6 +24,7 @@ from replica.config import hide_relationship_names, validate
 from replica.errors import ReplicaInputError
 from replica.model.memory import return_freed_buffers_to_the_system
 from replica.prepare.store import RUN_RECORD
+from replica.privacy import display_path
 from replica.training.inputs import RunInputs, resolve_inputs
 from replica.training.module import ReplicaModule
 from replica.training.quiet import silence_third_party_notices
@@ -111,6 +112,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     if checkpoint is None:
         raise ReplicaInputError("callbacks.model_checkpoint is required (it saves last.ckpt and exports the adapter)")
     trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_all(cfg.get("logger")) or False)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(logged_config(cfg))
 
     started = time.perf_counter()
     if ckpt_path is None and cfg.get("validate_before_training", True):
@@ -124,6 +127,19 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         write_json(output_dir / SUMMARY_FILE, summary)
         print("\n".join(report_lines(summary, output_dir)), flush=True)
     return summary
+
+
+def logged_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved run config as the loggers record it (CSV's hparams.yaml, TensorBoard, W&B if opted in): export
+    paths shown as the console shows them (contacts' names masked), `data.me` as a count of names, relationship
+    names already replaced by their keys."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    data = config.get("data") or {}
+    if data.get("exports"):
+        data["exports"] = [display_path(str(path)) for path in data["exports"]]
+    if data.get("me"):
+        data["me"] = f"<{len(data['me'])} name(s)>"
+    return config
 
 
 def _hide_names_in_hydra_copy(saved: Path) -> None:
