@@ -288,10 +288,11 @@ def prepare(overrides: Sequence[str]):
     """Composed config, the run's inputs (prepared dataset, tiny base model, formatter) and the train split, as
     train.py builds them."""
     from replica.atomic import read_jsonl
-    from replica.config import compose, validate
+    from replica.config import compose, normalize, validate
     from replica.training.inputs import resolve_inputs
 
     cfg = compose("train", [*DEFAULT_OVERRIDES, *overrides])
+    normalize(cfg)
     validate(cfg)
     inputs = resolve_inputs(cfg, record_path=None)
     return cfg, inputs, read_jsonl(inputs.dataset.split_path("train"))

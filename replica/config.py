@@ -97,12 +97,17 @@ def _first_line(err: BaseException) -> str:
 Rule = tuple[str, Callable[[Any], bool], str]  # (key, accepted?, what is accepted)
 
 
+def normalize(cfg: DictConfig) -> None:
+    """The user's shorthands, in place, before `validate`: a single string where a list is expected
+    (`data.exports=/path`, `data.me=Léa`) becomes a one-element list, and `data.relationships`' names become their
+    `name_key` (`hide_relationship_names`)."""
+    _listify_single_strings(cfg)
+    hide_relationship_names(cfg)
+
+
 def validate(cfg: DictConfig) -> None:
     """Run every section's validator on the composed tree and check that the exports exist; one line for all.
-
-    A single string where a list is expected (`data.exports=/path`, `data.me=Léa`) becomes a one-element list.
-    """
-    _listify_single_strings(cfg)
+    It changes nothing (`normalize` first)."""
     problems: list[str] = []
     for section, validator in SECTION_VALIDATORS.items():
         node = cfg.get(section)
@@ -118,7 +123,6 @@ def validate(cfg: DictConfig) -> None:
     problems += _missing_exports(cfg)
     if problems:
         raise ReplicaInputError("invalid config: " + "; ".join(problems))
-    hide_relationship_names(cfg)
 
 
 def hide_relationship_names(cfg: DictConfig) -> None:

@@ -159,13 +159,14 @@ def _day(time: datetime | None) -> str:
 def run_prepare(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    from replica.config import check_overrides, compose, expand_home_in_overrides, validate
+    from replica.config import check_overrides, compose, expand_home_in_overrides, normalize, validate
     from replica.errors import ReplicaInputError
     from replica.prepare.pipeline import prepare_dataset
 
     overrides = expand_home_in_overrides(args.overrides)
     check_overrides("train", overrides)
     cfg = compose("train", overrides)
+    normalize(cfg)
     validate(cfg)
     data = expand_user_paths(OmegaConf.to_container(cfg.data, resolve=True))
     exports = data["exports"] if isinstance(data["exports"], list) else [data["exports"]]

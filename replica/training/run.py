@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from callbacks import AdapterCheckpoint, StopAtStep
 from callbacks.adapter_checkpoint import exported_step
 from replica.atomic import write_json, write_text
-from replica.config import hide_relationship_names, validate
+from replica.config import hide_relationship_names, normalize, validate
 from replica.errors import ReplicaInputError
 from replica.model.memory import return_freed_buffers_to_the_system
 from replica.prepare.store import RUN_RECORD
@@ -90,6 +90,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     _one_console_log()
     silence_third_party_notices()
     return_freed_buffers_to_the_system()
+    normalize(cfg)
     validate(cfg)
     output_dir = Path(cfg.paths.output_dir)
     _hide_names_in_hydra_copy(output_dir / ".hydra" / "config.yaml")
