@@ -25,7 +25,7 @@ def _fail(err: ReplicaInputError) -> None:
 
 
 def _print_summary(metrics: dict[str, Any]) -> None:
-    from replica.evaluation.report import format_value, with_interval
+    from replica.evaluation.formatting import format_value, with_interval
     from replica.evaluation.outputs import EVAL_DIR, HEADLINE
 
     for key in HEADLINE:

@@ -369,12 +369,13 @@ def test_json_safe_turns_nan_into_null():
 
 
 def test_a_damaged_training_log_costs_only_the_loss_plot(tmp_path):
-    from replica.evaluation.report import read_loss_curves
+    from replica.evaluation.plots import read_loss_curves
 
     log = tmp_path / "metrics.csv"
     log.write_text("step,train/loss,val/loss\n1,2.5,\n2,x%!,3.0\nnan-step,1.5,\n", encoding="utf-8")
     steps, values = read_loss_curves(log)["train/loss"]
     assert values == [2.5, 1.5] and steps == [1.0, 2.0]
     assert read_loss_curves(log)["val/loss"] == ([2.0], [3.0])
+    assert read_loss_curves(tmp_path / "missing.csv") == {}  # a missing log costs the plot too, as a damaged one does
     log.write_bytes(b"\xff\xfe\x00garbage\x81")
     assert read_loss_curves(log) == {}

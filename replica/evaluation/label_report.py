@@ -5,12 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from replica.evaluation.report import (
-    format_delta,
-    format_value,
-    metric_label,
-    with_interval,
-)
+from replica.evaluation.formatting import format_delta, format_value, with_interval
+from replica.evaluation.metric_catalogue import metric_label
 
 LABEL_METRICS = ("style_similarity", "discriminator_auc", "clean_stop_rate", "perplexity")
 
