@@ -143,6 +143,9 @@ def test_clean_stop_detection() -> None:
     generations = [([11, 7], "si"), ([11, 12], "no no"), ([5, 2], "<|im_start|>user")]
     assert check.clean_stop_rate(generations, max_new_tokens=2) == pytest.approx(1 / 3)
     assert check.clean_stop_rate([], max_new_tokens=2) == 0.0
+    late = [([11, 7], "si"), ([11, 12, 13, 7], "si si si")]  # the second ends only after the limit of 2 tokens
+    assert check.clean_stop_rate(late, max_new_tokens=2) == pytest.approx(1 / 2)
+    assert check.clean_stop_rate(late, max_new_tokens=4) == 1.0
 
 
 def _synthetic(author: str, count: int, seed: int) -> list[str]:
