@@ -81,3 +81,11 @@ def run_train(args: list[str], tmp_path: Path, timeout: int = 900) -> subprocess
 def paths(tmp_path: Path) -> list[str]:
     """Overrides that keep a train.py run's data and logs under tmp_path."""
     return [f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={SHARED_MODEL_CACHE}", f"paths.log_dir={tmp_path / 'logs'}"]
+
+
+def default_ctrl_c() -> None:
+    """`preexec_fn` of a child that must receive Ctrl-C: SIGINT back to its default before exec. A disposition of
+    SIG_IGN is inherited, and Lightning sets it in any process where a fit was interrupted."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 import torch
 
-from tests.helpers import FAST_OVERRIDES, assert_one_line_error, paths, run_train, train_tiny
+from tests.helpers import FAST_OVERRIDES, assert_one_line_error, default_ctrl_c, paths, run_train, train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 SHRINK = [o for o in FAST_OVERRIDES if not o.startswith(("trainer=", "trainer.max_steps"))]
@@ -91,7 +91,7 @@ def test_ctrl_c_finishes_the_run_and_exits_130(tmp_path):
     args = ["trainer=cpu", *SHRINK, "trainer.max_steps=400", "trainer.val_check_interval=100",
             "callbacks.model_checkpoint.last_every_n_steps=3", "validate_before_training=false", *paths(tmp_path)]
     process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c)
     try:
         deadline = time.monotonic() + 1200
         while not list((tmp_path / "logs").glob("train/runs/*/checkpoints/last.ckpt")):

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from replica.config import compose
-from tests.helpers import FAST_OVERRIDES, ROOT, run_train
+from tests.helpers import FAST_OVERRIDES, ROOT, default_ctrl_c, run_train
 
 SHRINK = [o for o in FAST_OVERRIDES if not o.startswith(("trainer=", "trainer.max_steps"))]
 FEW_STEPS = ["trainer=cpu", *SHRINK, "validate_before_training=false"]
@@ -246,7 +246,7 @@ def test_second_ctrl_c_skips_the_final_validation_and_the_printed_command_resume
     with open(out_log, "w") as out, open(err_log, "w") as err:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "train.py"), *args, *slow_validation], cwd=tmp_path, stdout=out, stderr=err,
-            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True, preexec_fn=default_ctrl_c,
         )
     try:
         _wait_for(lambda: list((tmp_path / "logs").glob("train/runs/*/checkpoints/last.ckpt")), process, err_log)
