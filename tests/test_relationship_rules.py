@@ -107,3 +107,12 @@ def test_pseudonyms_rank_senders_by_messages_then_name_and_skip_me_and_system_li
 ])
 def test_a_title_also_answers_without_its_trailing_phone_number(title, keys):
     assert title_keys(title) == [name_key(key) for key in keys]
+
+
+def test_the_unknown_names_error_lists_at_most_twelve_senders_and_chats():
+    messages = [message for index in range(14) for message in said(f"Chat {index:02}", f"Amico {index:02}", "Léa")]
+    with pytest.raises(ReplicaInputError) as caught:
+        chat_relations(messages, ME, {"Nessuno": "friend"})
+    message = str(caught.value)
+    assert len(message.split("senders found: ")[1].split("; chats found")[0].split(", ")) == 12
+    assert message.split("chats found: ")[1].split(" — ")[0] == ", ".join(f"Chat {index:02}" for index in range(12))
