@@ -8,8 +8,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from replica.errors import ReplicaInputError
 from replica.prepare.shown_paths import mask_shown_paths
+from replica.task import run_task
+
+PROGRAM = "evaluate.py"
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -17,11 +19,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from replica.evaluation.run import run_evaluation
 
     return run_evaluation(cfg)
-
-
-def _fail(err: ReplicaInputError) -> None:
-    print(f"evaluate.py: error: {' '.join(str(err).split())}", file=sys.stderr)
-    sys.exit(err.exit_code)
 
 
 def _print_summary(metrics: dict[str, Any]) -> None:
@@ -42,19 +39,16 @@ def _print_summary(metrics: dict[str, Any]) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
-        metrics = evaluate(cfg)
-    except ReplicaInputError as err:
-        _fail(err)
-    _print_summary(metrics)
+    _print_summary(run_task(PROGRAM, lambda: evaluate(cfg), timed=True))
+
+
+def _precheck() -> None:
+    from replica.evaluation.checks import precheck
+
+    precheck(sys.argv[1:])
 
 
 if __name__ == "__main__":
     mask_shown_paths()  # export names in errors and logs lose their contacts' names and numbers
-    try:
-        from replica.evaluation.checks import precheck
-
-        precheck(sys.argv[1:])
-    except ReplicaInputError as err:
-        _fail(err)
+    run_task(PROGRAM, _precheck)
     main()

@@ -57,7 +57,7 @@ class StopSequenceEval(Callback):
         self.num_samples = num_samples
         self.batch_size = batch_size
         block = GenerationSection(**dict(generation or {}))  # the run's sampling block; its stop_eval says greedy or not
-        self.sampling = Sampling.for_stop_eval(block, max_new_tokens=max_new_tokens, seed=seed)
+        self.sampling = Sampling.from_block(block, do_sample=block.stop_eval == "sample", max_new_tokens=max_new_tokens, seed=seed)
         self.engine_name, self.engine_quant = block.engine, block.engine_quant
         self.work_dir = work_dir  # where the llama.cpp engine's GGUF of the training model is written (a temp dir if None)
         self.samples_dir = samples_dir

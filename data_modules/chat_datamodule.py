@@ -14,15 +14,15 @@ from replica.atomic import read_jsonl, write_jsonl
 from replica.errors import ReplicaInputError
 from replica.model.batching import GroupedBatchSampler, PadCollator, ResumableLoader
 from replica.model.formatting import IGNORE_INDEX, ChatFormatter
-from replica.prepare.split import SPLITS
 from replica.prepare.store import PreparedDataset
+from replica.settings import SPLITS
 
 log = logging.getLogger(__name__)
 
 
 class ChatDataModule(LightningDataModule):
     """Context-window chat examples of `dataset`, encoded by `formatter` so that only the reply and its end-of-turn
-    token are learned."""
+    token are learned; `extra_train` rows (a continued run's feedback, each with its `weight`) join the train split."""
 
     def __init__(
         self,
@@ -36,8 +36,10 @@ class ChatDataModule(LightningDataModule):
         preview_examples: int = 8,
         preview_path: str | None = None,
         seed: int = 0,
+        extra_train: list[dict] | None = None,
     ) -> None:
         super().__init__()
+        self.extra_train = list(extra_train or [])
         self.dataset = dataset
         self.formatter = formatter
         self.batch_size = batch_size
@@ -64,13 +66,14 @@ class ChatDataModule(LightningDataModule):
             if split in self.encoded:
                 continue
             rows, dropped = [], 0
-            for example in self.load_split(split):
+            extra = self.extra_train if split == "train" else []
+            for example in [*self.load_split(split), *extra]:
                 enc = self.formatter.encode(example["context"], example["target"], example.get("relationship"),
                                             bool(example.get("group")))
                 if enc is None:
                     dropped += 1
                     continue
-                rows.append({"input_ids": enc.input_ids, "labels": enc.labels})
+                rows.append({"input_ids": enc.input_ids, "labels": enc.labels, "weight": example.get("weight", 1.0)})
             self.encoded[split] = rows
             self.dropped[split] = dropped
             if dropped:

@@ -2,7 +2,8 @@
 
 Every section has one validator (`SECTION_VALIDATORS`): `validate` runs them all on the composed tree, and
 `replica.prepare.config` runs the `data` one on a data section alone, so train.py, evaluate.py and `replica prepare`
-give the same answer. The sections' types, choices and code-side defaults are `replica.settings`.
+give the same answer. The validators apply the rules the sections' fields carry (`replica.settings`); the run keys
+that have no section dataclass (trainer, optimizer, datamodule, callbacks) have theirs in `RUN_RULES`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import fields, is_dataclass
 from functools import partial
 from pathlib import Path
@@ -22,12 +22,18 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from replica.errors import ReplicaInputError
 from replica.privacy import name_key
 from replica.settings import (
-    CHOICES,
-    REQUIRED,
+    SAMPLING_KEYS,
     SECTIONS,
     DataSection,
+    FeedbackSection,
     GenerationSection,
-    MaskSection,
+    Rule,
+    is_int,
+    is_number,
+    is_required,
+    keys_of,
+    number,
+    whole,
 )
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
@@ -43,6 +49,7 @@ def register_configs() -> None:
     if not OmegaConf.has_resolver("replica_root"):
         OmegaConf.register_new_resolver("replica_root", lambda: str(ROOT_DIR))
     ConfigStore.instance().store(group=SCHEMA_GROUP, name="generation", node=GenerationSection)
+    ConfigStore.instance().store(group=SCHEMA_GROUP, name="feedback", node=FeedbackSection)
 
 
 _HOME_IN_VALUE = re.compile(r"(?<![^\[,\s'\"])~(?=[/\\,\]'\"\s]|$)")
@@ -94,7 +101,6 @@ def _first_line(err: BaseException) -> str:
 
 
 # ---- validation: one validator per section ------------------------------------------------------------------
-Rule = tuple[str, Callable[[Any], bool], str]  # (key, accepted?, what is accepted)
 
 
 def normalize(cfg: DictConfig) -> None:
@@ -119,7 +125,7 @@ def validate(cfg: DictConfig) -> None:
             problems.append(f"{section}: {_first_line(err)}")
             continue
         problems += validator(plain)
-    problems += _value_problems(cfg)
+    problems += key_problems(cfg, RUN_RULES)
     problems += _missing_exports(cfg)
     if problems:
         raise ReplicaInputError("invalid config: " + "; ".join(problems))
@@ -174,158 +180,56 @@ def data_problems(data: Any) -> list[str]:
     """The `data` section's problems, the first one of each key; a missing key is named once, in one entry."""
     if not isinstance(data, Mapping):
         return ["data must be a mapping of keys (see conf/data/default.yaml)"]
-    known = {spec.name: spec for spec in fields(DataSection)}
-    missing = [f"data.{key}" for key, spec in known.items() if key not in data and _required(spec)]
-    problems: dict[str, str] = {key.removeprefix("data."): "" for key in missing}
-    if missing:
-        problems["missing"] = f"missing {', '.join(missing)} (see conf/data/default.yaml)"
+    missing = [f"data.{key}" for key in keys_of(DataSection) if key not in data and is_required(DataSection, key)]
+    problems = [f"missing {', '.join(missing)} (see conf/data/default.yaml)"] if missing else []
+    known = keys_of(DataSection)
+    problems += [f"data.{key} is not a valid key (valid keys: {', '.join(sorted(known))})" for key in data
+                 if key not in known]
+    problems += _rule_problems("data", DataSection, data)
 
-    def report(key: str, problem: str) -> None:
-        problems.setdefault(key, problem)
+    def sound(*keys: str) -> bool:
+        return all(key in data and not any(p.startswith(f"data.{key}=") for p in problems) for key in keys)
 
-    for key in data:
-        if key not in known:
-            report(key, f"data.{key} is not a valid key (valid keys: {', '.join(sorted(known))})")
-    get = data.get
-    exports = _string_list(get("exports"))
-    if exports is None:
-        report("exports", f"data.exports must be a list of paths, got {get('exports')!r}")
-    elif not exports:
-        report("exports", "data.exports is empty: pass data.exports=[path/to/export, ...]")
-    if _string_list(get("me")) is None:
-        report("me", f"data.me must be a list of names, got {get('me')!r}")
-    if not isinstance(get("datasets_dir"), str) or not get("datasets_dir"):
-        report("datasets_dir", f"data.datasets_dir={get('datasets_dir')!r} must be a directory path")
-    for key in ("date_order", "media", "format"):
-        allowed = CHOICES[f"data.{key}"]
-        if get(key) not in allowed:
-            report(key, f"data.{key}={get(key)!r} must be one of {'|'.join(allowed)}")
-    _mask_problems(get("mask"), report)
-    region = get("phone_region")
-    if not isinstance(region, str) or not _known_region(region):
-        report("phone_region", f"data.phone_region={region!r} must be a two-letter region code such as IT, US, GB")
-    if _string_list(get("languages")) is None:
-        report("languages", f"data.languages={get('languages')!r} must be a list of ISO 639-1 codes such as [it, en]")
-    for key in ("language_sample", "context_min", "context_max", "max_input_mib", "max_messages", "max_length"):
-        if not _int(get(key)) or get(key) < 1:
-            report(key, f"data.{key}={get(key)!r} must be an integer >= 1")
-    if _int(get("context_min")) and _int(get("context_max")) and get("context_min") > get("context_max"):
-        report("context_max", f"data.context_min={get('context_min')} is above data.context_max={get('context_max')}")
-    if not _is_finite_number(get("merge_gap")) or get("merge_gap") < 0:
-        report("merge_gap", f"data.merge_gap={get('merge_gap')!r} must be a number of minutes >= 0")
-    if not _is_finite_number(get("session_gap")) or get("session_gap") <= 0:
-        report("session_gap", f"data.session_gap={get('session_gap')!r} must be a number of hours > 0")
-    _split_problems(get("split"), report)
-    if not _int(get("seed")):
-        report("seed", f"data.seed={get('seed')!r} must be an integer")
-    relationships = get("relationships")
-    if relationships is not None and not (
-        isinstance(relationships, Mapping) and all(isinstance(v, str) for v in relationships.values())
-    ):
-        report("relationships", "data.relationships must map names to labels, e.g. "
-                                "data.relationships=\"{Mum: family, 'Jake Miller': friend}\"")
-    if not isinstance(get("relationship_in_prompt", True), bool):
-        report("relationship_in_prompt", "data.relationship_in_prompt must be true or false")
-    if not _known_zone(get("timezone")):
-        report("timezone", f"data.timezone={get('timezone')!r} is not a known time zone: use an IANA name such as "
-                           "Europe/Rome, or null for this machine's zone")
-    return [problem for problem in problems.values() if problem]
+    if sound("context_min", "context_max") and data["context_min"] > data["context_max"]:
+        problems.append(f"data.context_min={data['context_min']} is above data.context_max={data['context_max']}")
+    if sound("split"):
+        split = data["split"]
+        if not math.isclose(sum(split), 1.0, abs_tol=1e-6):
+            problems.append(f"data.split={split} sums to {sum(split):g}, must sum to 1")
+        elif split[0] <= 0:
+            problems.append(f"data.split={split} leaves train empty")
+    return problems
 
 
-def _required(spec: Any) -> bool:
-    """A data key every config must hold: all but those with a plain default (`timezone`, added later)."""
-    return spec.default is NO_DEFAULT or spec.default == REQUIRED
-
-
-def _mask_problems(mask: Any, report: Callable[[str, str], None]) -> None:
-    known = [spec.name for spec in fields(MaskSection)]
-    if not isinstance(mask, Mapping):
-        report("mask", f"data.mask must map {', '.join(known)} to true/false")
-        return
-    for key, value in mask.items():
-        if key not in known:
-            report(f"mask.{key}", f"data.mask.{key} is not a valid key (valid keys: {', '.join(known)})")
-        elif not isinstance(value, bool):
-            report(f"mask.{key}", f"data.mask.{key}={value!r} must be true or false")
-
-
-def _split_problems(split: Any, report: Callable[[str, str], None]) -> None:
-    if not isinstance(split, list) or len(split) != 3 or not all(_is_finite_number(part) and part >= 0 for part in split):
-        report("split", f"data.split={split!r} must be three fractions [train, val, test] >= 0")
-    elif not math.isclose(sum(split), 1.0, abs_tol=1e-6):
-        report("split", f"data.split={split} sums to {sum(split):g}, must sum to 1")
-    elif split[0] <= 0:
-        report("split", f"data.split={split} leaves train empty")
-
-
-def _known_region(region: str) -> bool:
-    import phonenumbers
-
-    return region.upper() in phonenumbers.SUPPORTED_REGIONS
-
-
-def _known_zone(name: Any) -> bool:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    if name is None:
-        return True
-    try:
-        return isinstance(name, str) and ZoneInfo(name) is not None
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-
-
-def _string_list(value: Any) -> list[str] | None:
-    """A list of strings; a single string counts as a one-element list (`data.me=Léa`)."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-        return list(value)
-    return None
-
-
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_finite_number(value: Any) -> bool:
-    """A real int or float: not a bool, NaN or infinity."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-SECTION_RULES: dict[str, tuple[Rule, ...]] = {
-    "lora": (
-        ("r", lambda v: _int(v) and v > 0, "a positive integer"),
-        ("alpha", lambda v: _is_finite_number(v) and v > 0, "a number > 0 (usually 2 x lora.r)"),
-        ("dropout", lambda v: _is_finite_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    ),
-    "quant": (),
-    "model": (),
-    "generation": (
-        ("max_new_tokens", lambda v: _int(v) and v > 0, "a positive integer"),
-        ("temperature", lambda v: _is_finite_number(v) and v > 0, "a number > 0"),
-        ("top_p", lambda v: _is_finite_number(v) and 0 < v <= 1, "a number in (0, 1]"),
-        ("top_k", lambda v: _int(v) and v >= 0, "an integer >= 0 (0: no top-k cut)"),
-        ("repetition_penalty", lambda v: _is_finite_number(v) and v > 0, "a number > 0 (1: none)"),
-    ),
-}
+def _rule_problems(label: str, schema: type, node: Mapping) -> list[str]:
+    """Each given key's rule (`replica.settings`), nested sections (`data.mask`) included; unknown nested keys too."""
+    problems = []
+    for key, value in node.items():
+        spec = schema.__dataclass_fields__.get(key)
+        if spec is None:
+            continue
+        nested = spec.default_factory
+        if is_dataclass(nested):
+            if not isinstance(value, Mapping):
+                problems.append(f"{label}.{key} must map {', '.join(keys_of(nested))} to their values")
+                continue
+            unknown = [name for name in value if name not in nested.__dataclass_fields__]
+            problems += [f"{label}.{key}.{name} is not a valid key (valid keys: {', '.join(keys_of(nested))})"
+                         for name in unknown]
+            problems += _rule_problems(f"{label}.{key}", nested, value)
+        elif (rule := spec.metadata.get("rule")) and (problem := rule.problem(f"{label}.{key}", value)):
+            problems.append(problem)
+    return problems
 
 
 def section_problems(section: str, node: Any, *, label: str | None = None) -> list[str]:
-    """A typed section's problems: unknown keys, wrong types, choices and value ranges (`SECTION_RULES`); keys are
+    """A typed section's problems: unknown keys, wrong types, and each key's rule (`replica.settings`); keys are
     named `<label>.<key>` (the section's own name unless the keys were given elsewhere)."""
     label = label or section
     problems = _typed_problems(label, SECTIONS[section], node)
     if problems or not isinstance(node, Mapping):
         return problems
-    for key, allowed in CHOICES.items():
-        prefix, _, leaf = key.rpartition(".")
-        if prefix == section and leaf in node and node[leaf] not in allowed:
-            problems.append(f"{label}.{leaf}={node[leaf]!r} must be one of {'|'.join(allowed)}")
-    for key, accepted, requirement in SECTION_RULES[section]:
-        if key in node and not accepted(node[key]):
-            problems.append(f"{label}.{key}={node[key]!r} must be {requirement}")
-    return problems
+    return _rule_problems(label, SECTIONS[section], node)
 
 
 def sampling_problems(node: Any, label: str) -> list[str]:
@@ -357,7 +261,6 @@ def _typed_problems(prefix: str, schema: type, node: Any) -> list[str]:
     return problems
 
 
-SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
 def model_problems(node: Any) -> list[str]:
     """The `model` section's rules, and a base named while `model=tiny` (the default) would build its own instead."""
     problems = section_problems("model", node)
@@ -371,7 +274,7 @@ def model_problems(node: Any) -> list[str]:
 
 SECTION_VALIDATORS: dict[str, Callable[[Any], list[str]]] = {
     "data": data_problems,
-    **{section: partial(section_problems, section) for section in SECTION_RULES},
+    **{section: partial(section_problems, section) for section in ("lora", "quant", "generation", "feedback")},
     "model": model_problems,
 }
 LIST_KEYS = ("data.exports", "data.me", "data.languages")
@@ -386,40 +289,42 @@ def _listify_single_strings(cfg: DictConfig) -> None:
 
 
 def _devices(value: Any) -> bool:
-    if value == "auto" or (_int(value) and (value == -1 or value > 0)):
+    if value == "auto" or (is_int(value) and (value == -1 or value > 0)):
         return True
     if isinstance(value, str):
         return bool(re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*)*,?", value)) or value.strip() == "-1"
-    return isinstance(value, Sequence) and len(value) > 0 and all(_int(v) and v >= 0 for v in value)
+    return isinstance(value, Sequence) and len(value) > 0 and all(is_int(v) and v >= 0 for v in value)
 
 
 _ABSENT = object()
+POSITIVE = whole(1, "a positive integer")
 
 # The run sections (trainer, optimizer, datamodule, callbacks): checked only when the key is in the composed config.
-VALUE_RULES: tuple[Rule, ...] = (
-    ("trainer.max_steps", lambda v: _int(v) and (v == -1 or v > 0), "-1 (no limit) or a positive integer"),
-    ("trainer.max_epochs", lambda v: v is None or (_int(v) and (v == -1 or v > 0)), "-1 (no limit) or a positive integer"),
-    ("trainer.devices", _devices, "a positive integer, -1 (all), auto, or a list of device ids"),
-    ("trainer.num_nodes", lambda v: _int(v) and v > 0, "a positive integer"),
-    ("trainer.accumulate_grad_batches", lambda v: _int(v) and v > 0, "a positive integer"),
-    ("trainer.val_check_interval", lambda v: (_int(v) and v > 0) or (_is_finite_number(v) and 0 < v <= 1),
-     "a positive step count or a fraction of an epoch in (0, 1]"),
-    ("trainer.check_val_every_n_epoch", lambda v: v is None or (_int(v) and v > 0), "a positive integer or null"),
-    ("trainer.gradient_clip_val", lambda v: v is None or (_is_finite_number(v) and v >= 0), "a number >= 0 or null"),
-    ("optimizer.lr", lambda v: _is_finite_number(v) and v > 0, "a number > 0, e.g. 2e-4"),
-    ("optimizer.weight_decay", lambda v: _is_finite_number(v) and v >= 0, "a number >= 0"),
-    ("datamodule.batch_size", lambda v: _int(v) and v > 0, "a positive integer"),
-    ("datamodule.eval_batch_size", lambda v: _int(v) and v > 0, "a positive integer"),
-    ("callbacks.model_checkpoint.last_every_n_steps", lambda v: _int(v) and v >= 0, "an integer >= 0 (0: only at the end)"),
-    ("callbacks.early_stopping.patience", lambda v: _int(v) and v >= 0, "an integer >= 0"),
-    ("callbacks.stop_at.step", lambda v: _int(v) and v > 0, "a positive integer"),
-)
+RUN_RULES: dict[str, Rule] = {
+    "trainer.max_steps": Rule(lambda v: is_int(v) and (v == -1 or v > 0), "-1 (no limit) or a positive integer"),
+    "trainer.max_epochs": Rule(lambda v: v is None or (is_int(v) and (v == -1 or v > 0)),
+                               "-1 (no limit) or a positive integer"),
+    "trainer.devices": Rule(_devices, "a positive integer, -1 (all), auto, or a list of device ids"),
+    "trainer.num_nodes": POSITIVE,
+    "trainer.accumulate_grad_batches": POSITIVE,
+    "trainer.val_check_interval": Rule(lambda v: (is_int(v) and v > 0) or (is_number(v) and 0 < v <= 1),
+                                       "a positive step count or a fraction of an epoch in (0, 1]"),
+    "trainer.check_val_every_n_epoch": Rule(lambda v: v is None or (is_int(v) and v > 0), "a positive integer or null"),
+    "trainer.gradient_clip_val": Rule(lambda v: v is None or (is_number(v) and v >= 0), "a number >= 0 or null"),
+    "optimizer.lr": number("a number > 0, e.g. 2e-4", lambda v: v > 0),
+    "optimizer.weight_decay": number("a number >= 0", lambda v: v >= 0),
+    "datamodule.batch_size": POSITIVE,
+    "datamodule.eval_batch_size": POSITIVE,
+    "callbacks.model_checkpoint.last_every_n_steps": whole(0, "an integer >= 0 (0: only at the end)"),
+    "callbacks.early_stopping.patience": whole(0),
+    "callbacks.stop_at.step": POSITIVE,
+}
 
 
-def _value_problems(cfg: DictConfig) -> list[str]:
-    """Out-of-range or wrongly typed values of the trainer/optimizer/datamodule/callback keys."""
+def key_problems(cfg: DictConfig, rules: Mapping[str, Rule]) -> list[str]:
+    """Each `rules` key the config holds that breaks its rule (keys it does not hold are not checked)."""
     problems = []
-    for key, accepted, requirement in VALUE_RULES:
+    for key, rule in rules.items():
         try:
             value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=True)
         except Exception:
@@ -428,8 +333,8 @@ def _value_problems(cfg: DictConfig) -> list[str]:
             continue
         if isinstance(value, (DictConfig, ListConfig)):
             value = OmegaConf.to_container(value, resolve=True)
-        if not accepted(value):
-            problems.append(f"{key}={value!r} must be {requirement}")
+        if problem := rule.problem(key, value):
+            problems.append(problem)
     return problems
 
 

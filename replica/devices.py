@@ -11,11 +11,16 @@ DEVICES = "auto, cpu, cuda or cuda:N"  # what every device option (eval.device, 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
+def is_device(value: object) -> bool:
+    """Whether `value` names a device (`auto`, `cpu`, `cuda`, `cuda:N`); whether torch sees it is `resolve_device`'s."""
+    return isinstance(value, str) and _DEVICE.fullmatch(value) is not None
+
+
 def device_flag(text: str) -> str:
     """argparse type of `--device`: the text when it names a device, else the parser's one-line error."""
     import argparse
 
-    if not _DEVICE.fullmatch(text):
+    if not is_device(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a device: use {DEVICES}")
     return text
 
@@ -28,7 +33,7 @@ def resolve_device(requested: str | None, *, option: str = "device") -> str:
     if requested in (None, AUTO):
         return "cuda" if torch.cuda.is_available() else "cpu"
     given = f"{option} " if option.startswith("--") else f"{option}="  # a flag or a config key
-    if not isinstance(requested, str) or not _DEVICE.fullmatch(requested):
+    if not is_device(requested):
         raise ReplicaInputError(f"{given}{requested}: not a device; use {DEVICES}")
     if requested.startswith("cuda"):
         index = int(requested.partition(":")[2] or 0)

@@ -337,8 +337,6 @@ def test_sample_examples_is_seeded_stable_and_in_file_order():
     assert [int(row["target"]) for row in first] == sorted(int(row["target"]) for row in first)
     assert sample_examples(rows[:5], 10, seed=3) == rows[:5]
     assert sample_examples(rows, None, seed=3) == rows
-    with pytest.raises(ReplicaInputError, match="max_examples"):
-        sample_examples(rows, 0, seed=3)
 
 
 def test_load_split_errors_name_the_file(tmp_path):
@@ -347,8 +345,6 @@ def test_load_split_errors_name_the_file(tmp_path):
     (tmp_path / "val.jsonl").write_text("")
     with pytest.raises(ReplicaInputError, match="no examples"):
         load_split(tmp_path, "val")
-    with pytest.raises(ReplicaInputError, match="eval.split"):
-        load_split(tmp_path, "dev")
 
 
 def test_user_and_other_texts_split_by_role_without_duplicates():

@@ -89,6 +89,12 @@ def test_bad_relationship_settings_are_one_line_errors(tmp_path):
     assert_one_line_error(done, "evaluate.py: error:", "relationships.min_train_replies=0 must be an integer >= 2")
 
 
+def test_bad_eval_settings_are_one_line_errors_before_the_run_is_read(tmp_path):
+    done = run_evaluate(f"run_dir={tmp_path}", "eval.split=dev", "eval.max_examples=0", "eval.device=gpu0")
+    assert_one_line_error(done, "evaluate.py: error:", "eval.split='dev' must be one of train|val|test",
+                          "eval.max_examples=0 must be an integer >= 1", "eval.device='gpu0' must be auto, cpu")
+
+
 # ---- the real CLI on the labelled tiny run --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def labelled_eval(labelled_run, tmp_path_factory) -> tuple[Path, dict, subprocess.CompletedProcess]:
@@ -165,8 +171,8 @@ def test_a_run_without_the_label_in_its_prompts_scores_exactly_one_half(labelled
     """The ablation's formatter (labels known, none in the prompt) writes the same reply under every label."""
     from replica.evaluation.fidelity import label_fidelity
     from replica.inference.jobs import Sampling
-    from replica.inference.transformers_engine import TransformersEngine
     from replica.inference.loading import load_run
+    from replica.inference.transformers_engine import TransformersEngine
 
     dataset = Path(json.loads((labelled_run / "dataset.json").read_text())["dir"])
     train = replies_by_label(read_jsonl(dataset / "train.jsonl"))

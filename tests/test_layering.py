@@ -19,10 +19,12 @@ FIRST_PARTY = ("replica", "callbacks", "data_modules", "train", "evaluate")
 TOP_PACKAGE = "replica"  # as a layer entry it names only replica/__init__.py, not the packages inside it
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ground", ("replica", "replica.errors", "replica.privacy", "replica.atomic", "replica.devices", "replica.notices")),
+    ("ground", ("replica", "replica.errors", "replica.privacy", "replica.atomic", "replica.devices", "replica.notices",
+                "replica.task")),
     ("settings", ("replica.settings", "replica.config")),
     ("ingest", ("replica.ingest",)),
     ("prepare", ("replica.prepare",)),
+    ("feedback", ("replica.feedback",)),
     ("model", ("replica.model",)),
     ("gguf", ("replica.gguf",)),
     ("inference", ("replica.inference",)),

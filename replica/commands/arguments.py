@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import NoReturn
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, NoReturn
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -31,27 +30,25 @@ def _number_type(convert: Callable[[str], float], accepted: Callable[[float], bo
     return parse
 
 
-def setting(section: str, key: str) -> Callable[[str], float]:
-    """An argparse type for a flag that sets `section.key`: it accepts exactly what the config accepts (the rule
-    of `replica.config.SECTION_RULES`, one for flag and config)."""
-    from replica.config import SECTION_RULES
-    from replica.settings import SECTIONS
+def setting(section: str, key: str) -> Callable[[str], Any]:
+    """An argparse type for a flag that sets `section.key`: it accepts exactly what the config accepts (the rule on
+    the field in `replica.settings`, one for flag and config)."""
+    from replica.settings import SECTIONS, rule_of
 
-    [(accepted, requirement)] = [(rule, text) for name, rule, text in SECTION_RULES[section] if name == key]
-    convert = int if SECTIONS[section].__dataclass_fields__[key].type in (int, "int") else float
-    return _number_type(convert, accepted, requirement)
+    rule = rule_of(section, key)
+    kind = SECTIONS[section].__dataclass_fields__[key].type
+    if kind in (int, "int", float, "float"):
+        return _number_type(int if kind in (int, "int") else float, rule.accepts, rule.requirement)
+
+    def parse(value: str) -> str:
+        if not rule.accepts(value):
+            raise argparse.ArgumentTypeError(f"{value!r} {rule.complaint} {rule.requirement}")
+        return value
+
+    return parse
 
 
 positive_int = _number_type(int, lambda n: n >= 1, "at least 1")
 positive_float = _number_type(float, lambda n: n > 0, "above 0")
 non_negative_float = _number_type(float, lambda n: n >= 0, "at least 0")
 port = _number_type(int, lambda n: 0 < n < 65536, "in 1-65535")
-
-
-def time_zone(value: str) -> str:
-    """An argparse type: an IANA time zone name this machine knows."""
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a known time zone; use an IANA name such as Europe/Rome") from None
-    return value

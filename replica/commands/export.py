@@ -68,8 +68,8 @@ def main(argv: Sequence[str]) -> int:
     from replica.atomic import write_text
     from replica.export.modelfile import modelfile_text
     from replica.export.source import load_source
-    from replica.model.run_meta import recorded_generation
     from replica.gguf.gguf_file import write_gguf
+    from replica.model.run_meta import recorded_generation
 
     started = time.perf_counter()
     source = load_source(run)

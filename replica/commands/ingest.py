@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from replica.commands.arguments import positive_int, time_zone
+from replica.commands.arguments import setting
 from replica.ingest import LoadResult, load_exports
 from replica.ingest.limits import Limits
 from replica.ingest.message import Message
@@ -55,17 +55,17 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         help="day/month order of WhatsApp dates (default: auto-detect per file)",
     )
     parser.add_argument(
-        "--timezone", type=time_zone, metavar="ZONE",
+        "--timezone", type=setting("data", "timezone"), metavar="ZONE",
         help="IANA time zone of epoch times (Telegram, Messenger), e.g. Europe/Rome, as data.timezone "
         "(default: $REPLICA_TZ, else this machine's zone)",
     )
     defaults = Limits.defaults()
     parser.add_argument(
-        "--max-input-mib", type=positive_int, default=defaults.max_input_mib, metavar="MIB",
+        "--max-input-mib", type=setting("data", "max_input_mib"), default=defaults.max_input_mib, metavar="MIB",
         help="stop if the exports hold more uncompressed MiB than this (default %(default)s, as data.max_input_mib)",
     )
     parser.add_argument(
-        "--max-messages", type=positive_int, default=defaults.max_messages, metavar="N",
+        "--max-messages", type=setting("data", "max_messages"), default=defaults.max_messages, metavar="N",
         help="stop if the exports hold more messages than this (default %(default)s, as data.max_messages)",
     )
 
@@ -159,7 +159,13 @@ def _day(time: datetime | None) -> str:
 def run_prepare(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    from replica.config import check_overrides, compose, expand_home_in_overrides, normalize, validate
+    from replica.config import (
+        check_overrides,
+        compose,
+        expand_home_in_overrides,
+        normalize,
+        validate,
+    )
     from replica.errors import ReplicaInputError
     from replica.prepare.pipeline import prepare_dataset
 

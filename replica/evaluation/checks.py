@@ -6,20 +6,26 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from replica.devices import DEVICES, is_device
 from replica.errors import ReplicaInputError
 from replica.model.run_dir import RunInfo, inspect_run
 from replica.prepare.store import read_run_record
+from replica.settings import BOOLEAN, SPLITS, Rule, is_int, one_of, whole
 
-SETTING_RULES = (
-    ("decoding.samples", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    ("decoding.greedy", lambda v: isinstance(v, bool), "true or false"),
-    ("intervals.resamples", lambda v: isinstance(v, int) and v >= 100, "an integer >= 100"),
-    ("memorization.max_indexed_chars", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    ("eval.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    ("relationships.min_examples", lambda v: isinstance(v, int) and v >= 2, "an integer >= 2"),
-    ("relationships.fidelity", lambda v: isinstance(v, bool), "true or false"),
-    ("relationships.min_train_replies", lambda v: isinstance(v, int) and v >= 2, "an integer >= 2"),
-)
+EVALUATE_RULES: dict[str, Rule] = {
+    "eval.split": one_of(SPLITS),
+    "eval.max_examples": Rule(lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1, or null for the whole split"),
+    "eval.batch_size": whole(1),
+    "eval.device": Rule(is_device, DEVICES),
+    "eval.quantized": BOOLEAN,
+    "decoding.samples": whole(1),
+    "decoding.greedy": BOOLEAN,
+    "intervals.resamples": whole(100),
+    "memorization.max_indexed_chars": whole(1),
+    "relationships.min_examples": whole(2),
+    "relationships.fidelity": BOOLEAN,
+    "relationships.min_train_replies": whole(2),
+}
 
 
 def precheck(argv: Sequence[str]) -> RunInfo:
@@ -39,13 +45,9 @@ def precheck(argv: Sequence[str]) -> RunInfo:
 
 
 def setting_problems(cfg: DictConfig) -> list[str]:
-    """Every decoding / interval setting that is out of range, as `key=value must be ...` lines (the sampling keys
-    through the generation section's own validator)."""
-    from replica.config import sampling_problems
+    """Every evaluate.py setting that is out of range, as `key=value must be ...` lines (the sampling keys through
+    the generation section's own rules)."""
+    from replica.config import key_problems, sampling_problems
 
-    problems = []
-    for key, ok, expected in SETTING_RULES:
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, bool) and expected != "true or false" or not ok(value):
-            problems.append(f"{key}={value!r} must be {expected}")
-    return problems + sampling_problems(OmegaConf.to_container(cfg.decoding, resolve=True), "decoding")
+    decoding = OmegaConf.to_container(cfg.decoding, resolve=True)
+    return key_problems(cfg, EVALUATE_RULES) + sampling_problems(decoding, "decoding")

@@ -13,7 +13,6 @@ from omegaconf import DictConfig
 
 from replica.atomic import read_jsonl
 from replica.errors import ReplicaInputError
-from replica.prepare.split import SPLITS
 from replica.prepare.store import read_run_record
 
 log = logging.getLogger(__name__)
@@ -21,8 +20,6 @@ log = logging.getLogger(__name__)
 
 def load_split(dataset_dir: str | Path, split: str) -> list[dict]:
     """Examples of one split of a prepared dataset folder; a clear error when it is missing or empty."""
-    if split not in SPLITS:
-        raise ReplicaInputError(f"eval.split={split!r} is not one of {', '.join(SPLITS)}")
     path = Path(dataset_dir) / f"{split}.jsonl"
     if not path.is_file():
         raise ReplicaInputError(f"the {split} split is missing; delete this dataset folder to rebuild it",
@@ -35,8 +32,6 @@ def load_split(dataset_dir: str | Path, split: str) -> list[dict]:
 
 def sample_examples(rows: Sequence[dict], max_examples: int | None, seed: int) -> list[dict]:
     """At most `max_examples` rows, a seeded sample kept in file order (the same rows on every run)."""
-    if max_examples is not None and max_examples <= 0:
-        raise ReplicaInputError(f"eval.max_examples={max_examples} must be positive (or null for the whole split)")
     if max_examples is None or len(rows) <= max_examples:
         return list(rows)
     keep = sorted(random.Random(seed).sample(range(len(rows)), max_examples))

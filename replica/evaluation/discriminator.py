@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from replica.evaluation.style import capitalization, elongation, laughter, punctuation_marks
+from replica.evaluation.style import (
+    capitalization,
+    elongation,
+    laughter,
+    punctuation_marks,
+)
 from replica.evaluation.text import emojis, words
 
 FOLDS = 5

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-
 from replica.evaluation.text import require_pairs, tokens
 
 SNOWBALL_LANGUAGES = {

@@ -15,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from replica.evaluation.intervals import Statistic, weighted_mean, weighted_percentile, weighted_ratio
+from replica.evaluation.intervals import (
+    Statistic,
+    weighted_mean,
+    weighted_percentile,
+    weighted_ratio,
+)
 
 GREEDY_SUFFIX = "_greedy"
 

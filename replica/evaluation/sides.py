@@ -13,6 +13,7 @@ from typing import Any
 
 from replica.evaluation.data import Reference
 from replica.evaluation.scoring import Replies
+from replica.settings import SAMPLING_KEYS, GenerationSection
 
 SIDES = ("baseline", "finetuned")
 
@@ -75,25 +76,11 @@ def example_nll(
 
 
 def decoding_settings(decoding: Mapping):
-    """(sampled, greedy) generation settings from the `decoding` section."""
+    """(sampled, greedy) generation settings from the `decoding` section (its nulls already the run's values)."""
     from replica.inference.jobs import Sampling
 
-    sampled = Sampling(
-        max_new_tokens=decoding["max_new_tokens"],
-        do_sample=True,
-        temperature=decoding["temperature"],
-        top_p=decoding["top_p"],
-        top_k=decoding["top_k"],
-        repetition_penalty=decoding["repetition_penalty"],
-        seed=decoding["seed"],
-    )
-    greedy = Sampling(
-        max_new_tokens=decoding["max_new_tokens"],
-        do_sample=False,
-        repetition_penalty=decoding["repetition_penalty"],
-        seed=decoding["seed"],
-    )
-    return sampled, greedy
+    block = GenerationSection(**{key: decoding[key] for key in (*SAMPLING_KEYS, "seed")})
+    return Sampling.from_block(block, do_sample=True), Sampling.from_block(block, do_sample=False)
 
 
 @dataclass

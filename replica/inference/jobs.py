@@ -21,7 +21,10 @@ class Reply:
 
 @dataclass
 class Sampling:
-    """How one row picks its tokens: the generation block's defaults, but greedy unless `do_sample` is set."""
+    """How one row picks its tokens: the generation block's defaults, but greedy unless `do_sample` is set.
+
+    Greedy means `do_sample=False`, everywhere (the temperature is then not read). Build one from a block with
+    `from_block`; the plain constructor is for tests and for the greedy default of a `Job`."""
 
     max_new_tokens: int = GenerationSection.max_new_tokens
     do_sample: bool = False
@@ -37,11 +40,6 @@ class Sampling:
         settings = {name: getattr(block, name) for name in cls.__dataclass_fields__}
         settings.update({name: value for name, value in given.items() if value is not None})
         return cls(**settings)
-
-    @classmethod
-    def for_stop_eval(cls, block: GenerationSection, **given: Any) -> Sampling:
-        """Stop-sequence evaluation's settings: the block's, decoding greedily unless `block.stop_eval` is sample."""
-        return replace(cls.from_block(block, **given), do_sample=block.stop_eval == "sample")
 
 
 @dataclass

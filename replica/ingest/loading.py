@@ -26,7 +26,6 @@ from replica.ingest.whatsapp import (
     why_not_whatsapp,
 )
 from replica.privacy import display_path
-from replica.settings import DATE_ORDERS
 
 SUPPORTED = (
     "a WhatsApp .txt export, a Telegram result.json, a Messenger/Instagram message_N.json, a Signal chat.md "
@@ -64,9 +63,6 @@ def load_exports(
     The run reads at most `limits` (default: conf/data/default.yaml) uncompressed bytes and messages in total.
     Epoch times (Telegram's date_unixtime, Messenger) are read in `timezone` (data.timezone; see `fields.local_zone`).
     """
-    if date_order not in DATE_ORDERS:
-        choices = ", ".join(DATE_ORDERS)
-        raise ReplicaInputError(f"date_order {date_order!r} is not one of {choices}; fix `date_order`")
     with _collector_paused():
         result = _read_all(paths, Reading(date_order, local_zone(timezone)), Budget(limits or Limits.defaults()))
     if not result.messages:

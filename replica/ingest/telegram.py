@@ -7,7 +7,14 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from replica.errors import ReplicaInputError
-from replica.ingest.fields import Place, epoch_number, from_epoch, text_field, type_name, valid_text
+from replica.ingest.fields import (
+    Place,
+    epoch_number,
+    from_epoch,
+    text_field,
+    type_name,
+    valid_text,
+)
 from replica.ingest.message import Message
 
 DELETED_ACCOUNT = "Deleted Account"

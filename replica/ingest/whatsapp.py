@@ -23,7 +23,7 @@ from operator import itemgetter
 from replica.errors import ReplicaInputError
 from replica.ingest.message import Message
 from replica.ingest.whatsapp_locales import load_tables
-from replica.settings import DATE_ORDERS
+from replica.settings import DATE_ORDERS, require
 
 HOW_TO_EXPORT = 'export it from WhatsApp with "Chat > More > Export chat > Without media"'
 
@@ -161,9 +161,7 @@ def why_not_whatsapp(text: str) -> str | None:
 
 def parse_whatsapp(text: str, *, source: str, chat: str, date_order: str = "auto") -> list[Message]:
     """Parse decoded export text (BOM/CRLF may still be present). date_order: 'auto' | 'dmy' | 'mdy' | 'ymd'."""
-    if date_order not in DATE_ORDERS:
-        raise ReplicaInputError(f"date_order must be one of {', '.join(DATE_ORDERS)}, got {date_order!r}",
-                                path=source)
+    require("data.date_order", date_order, path=source)
     text = text.lstrip("\ufeff")
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from replica.errors import ReplicaInputError
 from replica.model.formatting import resolve_format
 from replica.model.gguf_base import ensure_gguf_base, is_gguf_reference
 from replica.model.tokens import RoleTokens, add_role_tokens
@@ -150,6 +151,21 @@ def wrap_with_lora(model, lora_cfg: Mapping, token_ids: Sequence[int], *, quanti
         trainable_token_indices=_token_layers(model, token_ids) if token_ids and lora_cfg["train_new_tokens"] else None,
     )
     return get_peft_model(model, config)
+
+
+def load_adapter_weights(model, adapter_dir: str | Path) -> None:
+    """Set a PEFT model's adapter weights (LoRA matrices, trainable token rows) to those an adapter folder saved
+    (a continued run starting from its parent's); one clear error when they do not fit."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    saved = Path(adapter_dir) / "adapter_model.safetensors"
+    result = set_peft_model_state_dict(model, load_file(str(saved)))
+    trainable = {name for name, param in model.named_parameters() if param.requires_grad}
+    missing = [name for name in result.missing_keys if name in trainable]
+    if result.unexpected_keys or missing:
+        raise ReplicaInputError(f"the parent's adapter does not fit this model ({len(result.unexpected_keys)} "
+                                f"unexpected, {len(missing)} missing weights); train without from_run", path=str(saved))
 
 
 def _token_layers(model, token_ids: Sequence[int]) -> dict[str, list[int]]:

@@ -13,7 +13,8 @@ from replica.model.formatting import IGNORE_INDEX
 
 
 class PadCollator:
-    """Right-pads a list of {input_ids, labels} to the batch's longest; attention mask from true lengths."""
+    """Right-pads a list of {input_ids, labels} to the batch's longest; attention mask from true lengths; each row's
+    loss `weight` (1 unless given) as `weights`."""
 
     def __init__(self, pad_id: int, pad_to_multiple_of: int | None = None) -> None:
         self.pad_id = pad_id
@@ -32,7 +33,8 @@ class PadCollator:
             input_ids[i, :size] = torch.as_tensor(row["input_ids"])
             labels[i, :size] = torch.as_tensor(row["labels"])
             attention[i, :size] = 1
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+        weights = torch.tensor([float(row.get("weight", 1.0)) for row in rows], dtype=torch.float32)
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "weights": weights}
 
 
 class GroupedBatchSampler(Sampler[list[int]]):

@@ -68,6 +68,20 @@ def reply_nll(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return token_nll.sum(), torch.tensor(token_nll.shape[0], device=token_nll.device)
 
 
+def weighted_reply_loss(model, batch: dict) -> torch.Tensor:
+    """Mean NLL of the supervised tokens, each token weighted by its row's `weights` (all 1: `reply_nll`'s mean)."""
+    token_nll, rows = reply_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    weights = batch["weights"].to(token_nll.device)[rows] if "weights" in batch else torch.ones_like(token_nll)
+    return (token_nll * weights).sum() / weights.sum().clamp(min=1e-8)
+
+
+def sequence_logps(model, batch: dict) -> torch.Tensor:
+    """Each row's summed log-probability of its supervised tokens (the reply and its end of turn)."""
+    token_nll, rows = reply_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    summed = torch.zeros(batch["input_ids"].shape[0], dtype=token_nll.dtype, device=token_nll.device)
+    return -summed.index_add(0, rows.to(token_nll.device), token_nll)
+
+
 def full_logits_token_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The same NLL through the model's full logits (models whose head is not a plain linear; the benchmark's baseline)."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from replica.ingest.message import Message
-from replica.settings import MEDIA_MODES
+from replica.settings import require
 
 
 def media_tag(media: str | None) -> str:
@@ -17,8 +17,7 @@ def media_tag(media: str | None) -> str:
 
 def clean_messages(messages: Iterable[Message], *, media: str = "tag") -> tuple[list[Message], Counter[str]]:
     """Return the kept messages (media as "<image> caption" or dropped) and the drop counts by reason."""
-    if media not in MEDIA_MODES:
-        raise ValueError(f"media must be one of {MEDIA_MODES}, got {media!r}")
+    require("data.media", media)
     kept: list[Message] = []
     dropped: Counter[str] = Counter()
     for message in messages:

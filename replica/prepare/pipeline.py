@@ -8,11 +8,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from replica.atomic import read_jsonl
 from replica.errors import ReplicaInputError
 from replica.ingest import LoadResult, load_exports
 from replica.ingest.message import Message
 from replica.prepare.clean import clean_messages
-from replica.prepare.config import DataConfig, parse_data_config
+from replica.prepare.config import input_limits, parse_data_config
 from replica.prepare.dedup import drop_overlaps
 from replica.prepare.examples import build_examples
 from replica.prepare.identity import resolve_me, sender_counts
@@ -21,7 +22,7 @@ from replica.prepare.pii import PiiMasker, PrivateValues, pii_values, regions_se
 from replica.prepare.placeholders import mark_placeholders
 from replica.prepare.relationships import chat_relations, contact_pseudonyms
 from replica.prepare.shown_paths import display_path
-from replica.prepare.split import split_examples
+from replica.prepare.split import example_key, split_examples
 from replica.prepare.stats import compute_stats, format_stats
 from replica.prepare.store import (
     PreparedDataset,
@@ -29,11 +30,13 @@ from replica.prepare.store import (
     dataset_identity,
     open_dataset,
     publish,
+    published,
     read_run_record,
     read_stats,
 )
 from replica.prepare.turns import build_sessions, chat_labels
 from replica.privacy import mask_title
+from replica.settings import SPLITS, DataSection
 
 
 @dataclass(slots=True)
@@ -42,7 +45,7 @@ class Dataset:
     stats: dict
 
 
-def build_dataset(loaded: LoadResult, cfg: DataConfig) -> Dataset:
+def build_dataset(loaded: LoadResult, cfg: DataSection) -> Dataset:
     """The dataset in memory: find the user, clean, keep wanted languages, mask PII, build turns, examples, splits."""
     messages, overlaps = drop_overlaps(loaded)
     messages, placeholders = mark_placeholders(messages)
@@ -84,7 +87,7 @@ def build_dataset(loaded: LoadResult, cfg: DataConfig) -> Dataset:
             f"answers anyone (chat languages found: {kept_languages}, data.languages={cfg.languages}); "
             "check data.me and data.languages"
         )
-    splits = split_examples(examples, cfg.split, cfg.seed)
+    splits = split_examples(examples, cfg.split, cfg.seed, kept_splits(cfg.keep_splits_of))
     stats = compute_stats(
         loaded=len(loaded.messages),
         files=len(loaded.files),
@@ -175,8 +178,26 @@ def private_values(data_cfg: Mapping | DictConfig) -> PrivateValues:
     )
 
 
-def _load(cfg: DataConfig, log: Callable[[str], None]) -> LoadResult:
-    loaded = load_exports(cfg.exports, date_order=cfg.date_order, limits=cfg.limits, timezone=cfg.timezone)
+def kept_splits(folder: str | None) -> dict[str, str]:
+    """example_key -> split of every example of the prepared dataset in `folder` (none when `folder` is None)."""
+    if folder is None:
+        return {}
+    dataset = published(folder)
+    return {example_key(example): split for split in SPLITS for example in read_jsonl(dataset.split_path(split))}
+
+
+def contact_names(data_cfg: Mapping | DictConfig) -> list[str]:
+    """Every sender of the exports except the user, most active first: what the masking replaces by pseudonyms.
+    Private: keep it in memory, never write or log it. Empty when the exports are gone."""
+    cfg = parse_data_config(data_cfg)
+    if not all(Path(path).exists() for path in cfg.exports):
+        return []
+    loaded = _load(cfg, lambda line: None)
+    return _contacts(loaded.messages, resolve_me(loaded.messages, cfg.me, loaded.owners))
+
+
+def _load(cfg: DataSection, log: Callable[[str], None]) -> LoadResult:
+    loaded = load_exports(cfg.exports, date_order=cfg.date_order, limits=input_limits(cfg), timezone=cfg.timezone)
     for path, reason in loaded.skipped:
         log(f"skipped {display_path(path)}: {reason}")
     return loaded  # never empty: load_exports refuses exports without messages, naming every format it reads

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from replica.errors import ReplicaInputError
 from replica.ingest.message import Message
 from replica.prepare.identity import display_name
-from replica.privacy import name_key, normalize_name
 from replica.prepare.language import chat_key
+from replica.privacy import name_key, normalize_name
 
 GROUP, OTHER = "group", "other"
 LABEL_PATTERN = re.compile(r"[a-z0-9][a-z0-9 _-]{0,23}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-SPLITS = ("train", "val", "test")
+from replica.settings import SPLITS
 
 
 def assign_sessions(sizes: Counter[str], fractions: Sequence[float], seed: int) -> dict[str, str]:
@@ -39,9 +40,34 @@ def _fill_empty_splits(assignment: dict[str, str], sizes: Counter[str], fraction
         assignment[moved] = name
 
 
-def split_examples(examples: list[dict], fractions: Sequence[float], seed: int) -> dict[str, list[dict]]:
-    """train/val/test lists of examples; an example's split is its session's split."""
-    assignment = assign_sessions(Counter(example["session"] for example in examples), fractions, seed)
+PLACEHOLDER = re.compile(r"<[A-Z]+_\d+>")  # a masked value; its number depends on what else the dataset holds
+
+
+def example_key(example: Mapping) -> str:
+    """What identifies an example across two datasets of overlapping exports: when its reply was sent and what it
+    says (masked values compared by kind only)."""
+    return f"{example['time']}\0{PLACEHOLDER.sub(lambda m: m.group().rsplit('_', 1)[0], example['target'])}"
+
+
+def kept_sessions(examples: list[dict], kept: Mapping[str, str]) -> dict[str, str]:
+    """session -> split for every session holding an example whose split is `kept` (by `example_key`); a session
+    holding examples of several splits goes to the last of them (test before val before train), so an example
+    another dataset held out is never trained on here."""
+    fixed: dict[str, str] = {}
+    for example in examples:
+        split = kept.get(example_key(example))
+        if split is not None and SPLITS.index(split) >= SPLITS.index(fixed.get(example["session"], SPLITS[0])):
+            fixed[example["session"]] = split
+    return fixed
+
+
+def split_examples(examples: list[dict], fractions: Sequence[float], seed: int,
+                   kept: Mapping[str, str] | None = None) -> dict[str, list[dict]]:
+    """train/val/test lists of examples; an example's split is its session's split. Sessions holding an example of
+    `kept` (example_key -> split, another dataset's) keep that split; the others are cut by `fractions`."""
+    fixed = kept_sessions(examples, kept or {})
+    sizes = Counter(example["session"] for example in examples if example["session"] not in fixed)
+    assignment = {**assign_sessions(sizes, fractions, seed), **fixed}
     splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
     for example in examples:
         splits[assignment[example["session"]]].append(example)

@@ -9,8 +9,8 @@ import numpy as np
 
 from replica.ingest.message import Message
 from replica.prepare.dedup import Overlaps
-from replica.prepare.split import SPLITS
 from replica.prepare.turns import Session
+from replica.settings import SPLITS
 
 PERCENTILES = (10, 50, 90, 99)
 

@@ -21,8 +21,7 @@ from replica import __version__
 from replica.atomic import replace_dir, write_json, write_jsonl
 from replica.errors import ReplicaInputError
 from replica.ingest.sources import SKIPPED_DIR_NAMES, is_ignored_name
-from replica.prepare.config import DataConfig
-from replica.prepare.split import SPLITS
+from replica.settings import SPLITS, DataSection
 
 MANIFEST = "manifest.json"
 RUN_RECORD = "dataset.json"  # in a run folder: the identity of the dataset the run was trained on
@@ -30,9 +29,9 @@ STATS_FILE = "stats.json"
 SPLIT_FILES = tuple(f"{split}.jsonl" for split in SPLITS)
 STORE_FORMAT = 2  # bump when the files of a dataset folder or the key's ingredients change
 BLOCK = 1 << 20
-# Data keys that do not change the prepared dataset: the exports (hashed by content), where it is stored, and the
-# input limits (which only stop a run).
-UNKEYED = ("exports", "datasets_dir", "limits")
+# Data keys that do not change the prepared dataset: the exports (hashed by content), where it is stored, the input
+# limits (which only stop a run), and what only training reads (prompt format, token limit, the label ablation).
+UNKEYED = ("exports", "datasets_dir", "max_input_mib", "max_messages", "format", "max_length", "relationship_in_prompt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +55,7 @@ class PreparedDataset:
     def split_path(self, split: str) -> Path:
         return self.dir / f"{split}.jsonl"
 
-    def record(self, data_cfg: DataConfig, data: Mapping[str, Any]) -> dict[str, Any]:
+    def record(self, data_cfg: DataSection, data: Mapping[str, Any]) -> dict[str, Any]:
         """What a run folder stores about its dataset: identity, folder, file hashes, and the resolved `data` group
         (`data_cfg` parsed from it) with absolute paths, to rebuild it."""
         data = {
@@ -74,8 +73,11 @@ class PreparedDataset:
 
 
 # ---- identity -----------------------------------------------------------------------------------------------
-def dataset_identity(cfg: DataConfig) -> DatasetIdentity:
+def dataset_identity(cfg: DataSection) -> DatasetIdentity:
     keyed = {key: value for key, value in asdict(cfg).items() if key not in UNKEYED}
+    parent = keyed.pop("keep_splits_of", None)
+    if parent is not None:  # keyed by what that dataset holds, not by where it lies
+        keyed["keep_splits_of"] = published(parent).key
     exports = exports_sha256(cfg.exports)
     recipe = {"store_format": STORE_FORMAT, "replica": __version__, "exports_sha256": exports, "config": keyed}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
@@ -131,7 +133,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 # ---- reading ------------------------------------------------------------------------------------------------
-def dataset_folder(cfg: DataConfig, identity: DatasetIdentity) -> Path:
+def dataset_folder(cfg: DataSection, identity: DatasetIdentity) -> Path:
     return Path(cfg.datasets_dir).expanduser() / identity.key
 
 
@@ -153,6 +155,20 @@ def open_dataset(folder: Path, key: str) -> PreparedDataset | None:
         if not (folder / name).is_file() or file_sha256(folder / name) != expected:
             raise _damaged(folder, name)
     return PreparedDataset(folder, key, exports, files)
+
+
+def published(folder: str | Path) -> PreparedDataset:
+    """The prepared dataset in `folder`, whatever its key (its files checked against its manifest)."""
+    folder = Path(folder).expanduser()
+    try:
+        key = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ReplicaInputError("not a prepared dataset folder (no readable manifest.json); give the folder "
+                                "`replica prepare` printed", path=str(folder)) from None
+    dataset = open_dataset(folder, str(key))
+    if dataset is None:
+        raise ReplicaInputError("no such dataset folder", path=str(folder))
+    return dataset
 
 
 def _damaged(folder: Path, name: str) -> ReplicaInputError:
@@ -187,7 +203,7 @@ def read_stats(dataset: PreparedDataset) -> dict:
 
 # ---- writing ------------------------------------------------------------------------------------------------
 def publish(
-    cfg: DataConfig,
+    cfg: DataSection,
     identity: DatasetIdentity,
     splits: Mapping[str, list[dict]],
     stats: dict,

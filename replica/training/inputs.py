@@ -20,7 +20,12 @@ from replica.model.formatting import ChatFormatter, resolve_format
 from replica.prepare.config import parse_data_config
 from replica.prepare.pipeline import prepare_dataset
 from replica.prepare.relationships import OTHER
-from replica.prepare.store import PreparedDataset, dataset_folder, dataset_identity, open_dataset
+from replica.prepare.store import (
+    PreparedDataset,
+    dataset_folder,
+    dataset_identity,
+    open_dataset,
+)
 
 log = logging.getLogger(__name__)
 

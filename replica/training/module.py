@@ -13,9 +13,21 @@ import numpy as np
 import torch
 from lightning import LightningModule
 
-from replica.model.base_model import disable_cpu_inference_repacking, load_base_model, new_token_ids, wrap_with_lora
-from replica.model.loss import reply_nll
+from replica.model.base_model import (
+    disable_cpu_inference_repacking,
+    load_adapter_weights,
+    load_base_model,
+    new_token_ids,
+    wrap_with_lora,
+)
+from replica.model.loss import reply_nll, weighted_reply_loss
 from replica.model.tokens import ensure_embedding_rows
+from replica.training.preference import (
+    Preference,
+    dpo_loss,
+    pair_logps,
+    reference_logps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +72,8 @@ class ReplicaModule(LightningModule):
         tokenizer: Any,
         data_format: str = "role_tokens",
         gradient_checkpointing: bool = True,
+        init_adapter: str | None = None,
+        preference: Preference | None = None,
     ) -> None:
         super().__init__()
         self.model_cfg = model
@@ -77,6 +91,8 @@ class ReplicaModule(LightningModule):
         self._val_tokens = 0
         self._step_started = 0.0
         self.initial_metrics: dict[str, float] = {}
+        self.init_adapter = init_adapter  # a parent run's adapter folder: the LoRA weights start from it
+        self.preference = preference
 
     # ---- model ----------------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -95,8 +111,12 @@ class ReplicaModule(LightningModule):
             quantized=self.quant_cfg["mode"] != "none",
             gradient_checkpointing=self.gradient_checkpointing,
         )
+        if self.init_adapter is not None:
+            load_adapter_weights(self.model, self.init_adapter)
 
     def on_fit_start(self) -> None:
+        if self.preference is not None and self.preference.reference is None:
+            self.preference.reference = reference_logps(self.model, self.preference, self.tokenizer.pad_token_id)
         # from_pretrained returns the base in eval mode and Lightning keeps a module's mode, so without this the
         # decoder layers train in eval mode: no gradient checkpointing (every activation kept) and no LoRA dropout
         self.model.train()
@@ -113,9 +133,13 @@ class ReplicaModule(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["replica_initial_metrics"] = self.initial_metrics
         checkpoint["replica_rng"] = capture_rng_states()
+        if self.preference is not None and self.preference.reference is not None:
+            checkpoint["replica_preference_reference"] = self.preference.reference
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.initial_metrics = checkpoint.get("replica_initial_metrics", {})
+        if self.preference is not None and "replica_preference_reference" in checkpoint:
+            self.preference.reference = checkpoint["replica_preference_reference"]
         if "replica_rng" in checkpoint:
             restore_rng_states(checkpoint["replica_rng"])
 
@@ -127,9 +151,20 @@ class ReplicaModule(LightningModule):
         self._step_started = time.perf_counter()
 
     def training_step(self, batch: Mapping, batch_idx: int) -> torch.Tensor:
-        nll, count = reply_nll(self.model, batch)
-        loss = nll / count.clamp(min=1)
+        loss = weighted_reply_loss(self.model, batch)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["input_ids"].shape[0])
+        if self.preference is not None and self.preference.pairs:
+            loss = loss + self.preference.weight * self._preference_loss()
+        return loss
+
+    def _preference_loss(self) -> torch.Tensor:
+        """DPO on this step's draw of correction-over-reply pairs (`replica.training.preference`)."""
+        indices = self.preference.draw(self.trainer.global_step, self.trainer.world_size + self.global_rank)
+        policy = pair_logps(self.model, self.preference, indices, self.tokenizer.pad_token_id)
+        reference = self.preference.reference[indices].to(policy.device, policy.dtype)
+        loss, margin = dpo_loss(policy, reference, self.preference.beta)
+        self.log("train/dpo_loss", loss, on_step=True, on_epoch=False, batch_size=len(indices))
+        self.log("train/dpo_margin", margin, on_step=True, on_epoch=False, batch_size=len(indices))
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Mapping, batch_idx: int) -> None:

@@ -22,11 +22,14 @@ from callbacks.adapter_checkpoint import exported_step
 from replica.atomic import write_json, write_text
 from replica.config import hide_relationship_names, normalize, validate
 from replica.errors import ReplicaInputError
+from replica.feedback.store import FEEDBACK_DIR
 from replica.model.memory import return_freed_buffers_to_the_system
 from replica.prepare.store import RUN_RECORD
 from replica.privacy import display_path
 from replica.training.inputs import RunInputs, resolve_inputs
+from replica.training.lineage import Parent, continue_from, learned_feedback, weighted
 from replica.training.module import ReplicaModule
+from replica.training.preference import Preference, encode_pairs
 from replica.training.quiet import silence_third_party_notices
 from replica.training.resume import RESUME_KEY_FILE, resolve_ckpt_path, write_resume_key
 
@@ -34,7 +37,8 @@ log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
 INTERRUPTED = "interrupted (Ctrl-C)"
 # What a run folder holds before its first checkpoint: removed when the run fails before training.
-UNSTARTED_ENTRIES = (".hydra", "data_preview.jsonl", "csv", "stop_eval", "tensorboard", "wandb", "checkpoints", RESUME_KEY_FILE)
+UNSTARTED_ENTRIES = (".hydra", "data_preview.jsonl", "csv", "stop_eval", "tensorboard", "wandb", "checkpoints", RESUME_KEY_FILE,
+                     FEEDBACK_DIR)
 
 
 def instantiate_all(node: DictConfig | None, **inputs: Any) -> list[Any]:
@@ -53,8 +57,14 @@ def _is_rank_zero() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
 
 
-def build_module(cfg: DictConfig, inputs: RunInputs) -> ReplicaModule:
-    """The LightningModule of a run, with its optimizer/scheduler factories from the config."""
+def build_module(cfg: DictConfig, inputs: RunInputs, parent: Parent | None = None,
+                 pairs: list[dict] | None = None) -> ReplicaModule:
+    """The LightningModule of a run, with its optimizer/scheduler factories from the config; a continued run's
+    starts from its parent's adapter and, with `feedback.preference`, learns `pairs` by DPO."""
+    preference = None
+    if pairs and cfg.feedback.preference:
+        preference = Preference(encode_pairs(inputs.formatter, pairs), beta=float(cfg.feedback.beta),
+                                weight=float(cfg.feedback.preference_weight), batch=int(cfg.feedback.preference_batch))
     return ReplicaModule(
         model=cfg.model,
         quant=cfg.quant,
@@ -65,6 +75,8 @@ def build_module(cfg: DictConfig, inputs: RunInputs) -> ReplicaModule:
         tokenizer=inputs.tokenizer,
         data_format=inputs.formatter.style,
         gradient_checkpointing=cfg.gradient_checkpointing,
+        init_adapter=str(parent.adapter_dir) if parent is not None else None,
+        preference=preference,
     )
 
 
@@ -92,6 +104,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     return_freed_buffers_to_the_system()
     normalize(cfg)
     validate(cfg)
+    parent = continue_from(cfg)
     output_dir = Path(cfg.paths.output_dir)
     _hide_names_in_hydra_copy(output_dir / ".hydra" / "config.yaml")
     ckpt_path = resolve_ckpt_path(cfg)
@@ -101,8 +114,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
 
     inputs = resolve_inputs(cfg, output_dir / RUN_RECORD, build=_is_rank_zero())  # other ranks open rank 0's dataset
-    datamodule = instantiate(cfg.datamodule, _partial_=True)(dataset=inputs.dataset, formatter=inputs.formatter)
-    module = build_module(cfg, inputs)
+    learned = learned_feedback(output_dir, parent, cfg)
+    datamodule = instantiate(cfg.datamodule, _partial_=True)(
+        dataset=inputs.dataset, formatter=inputs.formatter, extra_train=weighted(learned, float(cfg.feedback.weight)))
+    module = build_module(cfg, inputs, parent if ckpt_path is None else None, [r for r in learned if "rejected" in r])
     callbacks: list[Callback] = instantiate_all(
         cfg.get("callbacks"),
         config=OmegaConf.to_container(cfg, resolve=True),  # recorded with the exported adapter
