@@ -1,20 +1,19 @@
 """The `replica` command line: parse, senders, prepare, chat, merge, serve.
 
 Start-up stays light: each subcommand imports what it needs when it runs (`replica parse` never loads torch or
-Hydra). A ReplicaInputError becomes one `replica: error: ...` line on stderr and exit code 2.
+Hydra). How a command ends (errors, exit codes, Ctrl-C) is `replica.task`'s.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
 from replica.commands.arguments import OneLineParser
-from replica.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, ReplicaInputError
 from replica.prepare.shown_paths import mask_shown_paths
+from replica.task import exit_code
 
 # Commands owned by their own modules; they receive the rest of the command line untouched.
 DELEGATED = {
@@ -22,6 +21,7 @@ DELEGATED = {
     "merge": ("replica.commands.merge", "merge an adapter into its base model for export"),
     "export": ("replica.commands.export", "export a run to one GGUF file (llama.cpp, LM Studio) and an Ollama Modelfile"),
     "serve": ("replica.commands.serve", "serve a run over an OpenAI-compatible API, with a web chat and a blind test"),
+    "feedback": ("replica.commands.feedback", "show or delete the corrections (/fix) and good marks (/good) given in chat"),
 }
 
 
@@ -42,26 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     mask_shown_paths()  # export names in errors and logs lose their contacts' names and numbers
-    try:
-        if args and args[0] in DELEGATED:
-            module = importlib.import_module(DELEGATED[args[0]][0])
-            return module.main(args[1:]) or 0
-        parsed = build_parser().parse_args(args)
-        return parsed.run(parsed) or 0
-    except ReplicaInputError as err:
-        print(f"replica: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return ReplicaInputError.exit_code
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        _silence_stdout()
-        return EXIT_BROKEN_PIPE
+    return exit_code("replica", lambda: _dispatch(args))
 
 
-def _silence_stdout() -> None:
-    """The reader went away: point stdout at /dev/null so the interpreter's final flush stays quiet."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+def _dispatch(args: list[str]) -> int | None:
+    if args and args[0] in DELEGATED:
+        module = importlib.import_module(DELEGATED[args[0]][0])
+        return module.main(args[1:])
+    parsed = build_parser().parse_args(args)
+    return parsed.run(parsed)
 
 
 if __name__ == "__main__":

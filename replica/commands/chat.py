@@ -1,6 +1,8 @@
 """`replica chat RUN_DIR`: talk to a fine-tuned run in the terminal; you write as "them", the replica answers as "me".
 
-Nothing of the conversation is written anywhere: no log, no history file.
+Nothing of the conversation is written anywhere (no log, no history file) but the feedback the owner gives: `/fix TEXT`
+and `/good` store the last reply, its context and the correction, masked, in the run's private feedback store
+(`replica/feedback/store.py`; `replica feedback RUN` counts, lists and deletes it).
 """
 
 from __future__ import annotations
@@ -9,18 +11,21 @@ import argparse
 import secrets
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 from replica.commands.arguments import OneLineParser, positive_int, setting
 from replica.devices import DEVICES, device_flag
 from replica.errors import ReplicaInputError
+from replica.feedback.store import FeedbackStore
 from replica.prepare.relationships import GROUP
 from replica.settings import ENGINES
 
 RESET = "/reset"
 QUIT = "/quit"
 TO = "/to"
+FIX = "/fix"
+GOOD = "/good"
 REPLY_PREFIX = "replica> "
 USER_PROMPT = "you> "
 FROM_RUN = "(default: the run's generation block)"
@@ -30,8 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="replica chat",
         description="Chat with a fine-tuned run: you write as the other person, the replica answers as you.",
-        epilog=f"in the chat: {RESET} clears the context, {TO} LABEL changes who you are to the replica, {QUIT} (or "
-               "Ctrl-D) exits. A reply of several messages prints one line per message.",
+        epilog=f"in the chat: {RESET} clears the context, {TO} LABEL changes who you are to the replica, {FIX} TEXT "
+               f"saves TEXT as what you would have said instead of the last reply (the chat goes on from it), {GOOD} "
+               f"marks the last reply as right, {QUIT} (or Ctrl-D) exits. Feedback stays in the run folder, masked: "
+               "replica feedback RUN_DIR shows and deletes it. A reply of several messages prints one line per message.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder train.py printed (holds adapter/)")
     parser.add_argument(
@@ -77,7 +84,8 @@ def main(argv: Sequence[str]) -> int:
         return 0
     print(
         f"Chatting with {info.run_dir} ({info.meta['base_model']} + adapter). You write as them, the replica answers "
-        f"as you.\nCommands: {RESET} clears the context, {QUIT} or Ctrl-D exits.",
+        f"as you.\nCommands: {RESET} clears the context, {FIX} TEXT corrects the last reply, {GOOD} marks it right, "
+        f"{QUIT} or Ctrl-D exits.",
         file=sys.stderr,
     )
     if relationship is not None:
@@ -87,17 +95,30 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-class ChatSession:
-    """A loaded run plus the rolling context of the conversation (kept in memory only)."""
+@dataclass
+class LastReply:
+    """The replica's newest reply and what it was given: what /fix and /good store."""
 
-    def __init__(self, engine, sampling, context_turns: int, seed: int | None, relationship: str | None = None) -> None:
+    context: list[dict]  # the turns the reply answered, oldest first
+    text: str  # its messages, one per line
+    relationship: str | None  # the label it was generated for
+    judged: bool = False  # feedback on it was stored
+
+
+class ChatSession:
+    """A loaded run plus the rolling context of the conversation (kept in memory only) and its feedback store."""
+
+    def __init__(self, engine, sampling, context_turns: int, seed: int | None, relationship: str | None = None,
+                 *, feedback: FeedbackStore) -> None:
         self.engine = engine
         self.relationship = relationship
         self.formatter = engine.formatter
         self.sampling = sampling
         self.context_turns = context_turns
         self.seed = seed
+        self.feedback = feedback
         self.turns: list[dict] = []
+        self.last: LastReply | None = None
         self.replies = 0
 
     @classmethod
@@ -124,7 +145,8 @@ class ChatSession:
         with quiet_loading():
             engine = open_run_engines(info, engine=name, quant=block.engine_quant, sides=(True,), slots=1,
                                       max_new_tokens=sampling.max_new_tokens, device=device, fallback=is_auto(requested))[True]
-        return cls(engine, sampling, args.context, args.seed, relationship)
+        return cls(engine, sampling, args.context, args.seed, relationship,
+                   feedback=FeedbackStore.of_run(info.run_dir, info.config))
 
     def settings(self) -> str:
         """The sampling in effect (the run's block, with the flags given), as one line."""
@@ -147,10 +169,46 @@ class ChatSession:
         messages = [" ".join(line.split()) for line in generated[0].text.splitlines()]
         messages = [message for message in messages if message]
         self.replies += 1
+        self.last = LastReply([dict(turn) for turn in context], "\n".join(messages), self.relationship)
         if messages:
-            self.turns.append({"role": "me", "text": "\n".join(messages)})
+            self.turns.append({"role": "me", "text": self.last.text})
         self.turns = self.turns[-self.context_turns :]
         return messages
+
+    def fix(self, correction: str) -> str:
+        """Store `correction` as what the owner would have said instead of the last reply, and go on from it in the
+        context; a one-line notice either way."""
+        if not correction:
+            return f"{FIX} needs the reply you would have sent: {FIX} TEXT"
+        stored = self._store(FIX, correction)
+        if isinstance(stored, str):
+            return stored
+        if self.last.text:
+            self.turns[-1] = {"role": "me", "text": correction}  # the reply is the newest turn
+        else:
+            self.turns = [*self.turns, {"role": "me", "text": correction}][-self.context_turns :]
+        return f"(correction saved: feedback {stored}; the chat goes on from it)"
+
+    def good(self) -> str:
+        """Store the last reply as right; a one-line notice either way."""
+        stored = self._store(GOOD, None)
+        return stored if isinstance(stored, str) else f"(reply marked good: feedback {stored})"
+
+    def _store(self, command: str, correction: str | None) -> int | str:
+        """Store the last reply with `correction` (None: marked good); the entry's id, or why `command` stored
+        nothing (no reply yet, feedback already given, an unwritable store)."""
+        last = self.last
+        if last is None:
+            return f"{command}: no reply yet to give feedback on (send a message first)"
+        if last.judged:
+            return f"{command}: the last reply already has feedback (replica feedback RUN_DIR --list, --delete ID)"
+        try:
+            entry = self.feedback.add(last.context, last.text, correction=correction, relationship=last.relationship,
+                                      group=last.relationship == GROUP)
+        except ReplicaInputError as err:
+            return f"{command}: {err}"
+        last.judged = True
+        return entry
 
     def talk_to(self, label: str) -> str:
         """Switch the relationship the replica answers (the context is kept); a one-line notice either way."""
@@ -162,6 +220,7 @@ class ChatSession:
 
     def reset(self) -> None:
         self.turns.clear()
+        self.last = None
 
 
 def chat_loop(session: ChatSession, lines: TextIO, *, interactive: bool) -> None:
@@ -177,6 +236,10 @@ def chat_loop(session: ChatSession, lines: TextIO, *, interactive: bool) -> None
             print("(context cleared)", file=sys.stderr)
         elif text.startswith(TO + " ") or text == TO:
             print(session.talk_to(text[len(TO):].strip()), file=sys.stderr)
+        elif text.startswith(FIX + " ") or text == FIX:
+            print(session.fix(text[len(FIX):].strip()), file=sys.stderr)
+        elif text == GOOD:
+            print(session.good(), file=sys.stderr)
         elif text:
             print(reply_lines(session.reply(text)), flush=True)
 

@@ -40,11 +40,13 @@ class RunInputs:
     formatter: ChatFormatter
 
 
-def resolve_inputs(cfg: DictConfig, record_path: Path | None, *, build: bool = True) -> RunInputs:
+def resolve_inputs(cfg: DictConfig, record_path: Path | None, *, build: bool = True,
+                   base_path: str | None = None) -> RunInputs:
     """The run's dataset (built or reused when `build`, else the one another rank published; its identity recorded
-    at `record_path`), its base model (the tiny one is built from the train split) and the chat format."""
+    at `record_path`), its base model (`base_path` when given, e.g. a continued run's parent's; the tiny one is
+    built from the train split) and the chat format."""
     dataset = prepare_run_dataset(cfg.data, record_path) if build else published_dataset(cfg.data)
-    base_path = resolve_model_path(cfg.model, lambda: train_texts(dataset), cfg.paths.cache_dir)
+    base_path = base_path or resolve_model_path(cfg.model, lambda: train_texts(dataset), cfg.paths.cache_dir)
     tokenizer = load_tokenizer(base_path, cfg.model, cfg.data.format)
     style = resolve_format(cfg.data.format, tokenizer)
     formatter = ChatFormatter(tokenizer, style, role_tokens(cfg.model), int(cfg.data.max_length),

@@ -64,6 +64,17 @@ class Parent:
     def adapter_dir(self) -> Path:
         return self.info.adapter_dir
 
+    def base_path(self, cfg: DictConfig) -> str | None:
+        """The parent's own base where this run would build another: a tiny model is built from its run's train
+        split, so a continued run with new chats reuses its parent's build (None: the base is named, the same)."""
+        if not cfg.model.get("tiny"):
+            return None
+        built = Path(str(self.info.meta.get("base_model", "")))
+        if not (built / "config.json").is_file():
+            raise ReplicaInputError(f"{FROM_RUN}: the parent's tiny base model is gone from the cache "
+                                    f"({built.name or 'not recorded'}); train a new run without from_run")
+        return str(built)
+
 
 def continue_from(cfg: DictConfig) -> Parent | None:
     """For `from_run=RUN`: check that RUN's adapter fits this run, and point `data` at RUN's exports plus the new

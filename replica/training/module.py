@@ -159,7 +159,7 @@ class ReplicaModule(LightningModule):
 
     def _preference_loss(self) -> torch.Tensor:
         """DPO on this step's draw of correction-over-reply pairs (`replica.training.preference`)."""
-        indices = self.preference.draw(self.trainer.global_step, self.trainer.world_size + self.global_rank)
+        indices = self.preference.draw(self.trainer.global_step, self.global_rank)
         policy = pair_logps(self.model, self.preference, indices, self.tokenizer.pad_token_id)
         reference = self.preference.reference[indices].to(policy.device, policy.dtype)
         loss, margin = dpo_loss(policy, reference, self.preference.beta)

@@ -113,7 +113,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     seed_everything(cfg.seed, workers=True)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    inputs = resolve_inputs(cfg, output_dir / RUN_RECORD, build=_is_rank_zero())  # other ranks open rank 0's dataset
+    inputs = resolve_inputs(cfg, output_dir / RUN_RECORD, build=_is_rank_zero(),  # other ranks open rank 0's dataset
+                            base_path=parent.base_path(cfg) if parent else None)
     learned = learned_feedback(output_dir, parent, cfg)
     datamodule = instantiate(cfg.datamodule, _partial_=True)(
         dataset=inputs.dataset, formatter=inputs.formatter, extra_train=weighted(learned, float(cfg.feedback.weight)))
@@ -138,7 +139,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         write_resume_key(output_dir, cfg)
     interrupted = _fit(trainer, module, datamodule, ckpt_path)
     _validate_final_weights(trainer, module, datamodule, checkpoint, interrupted)
-    summary = _summary(trainer, module, datamodule, checkpoint, time.perf_counter() - started, ckpt_path, interrupted)
+    summary = _summary(trainer, module, datamodule, checkpoint, time.perf_counter() - started, ckpt_path, interrupted,
+                       cfg.get("from_run"))
     if trainer.is_global_zero:
         write_json(output_dir / SUMMARY_FILE, summary)
         print("\n".join(report_lines(summary, output_dir)), flush=True)
@@ -222,7 +224,7 @@ def stop_reason(trainer: Trainer, interrupted: bool) -> str:
 
 
 def _summary(trainer: Trainer, module: ReplicaModule, datamodule, checkpoint: AdapterCheckpoint, seconds: float,
-             resumed_from: str | None, interrupted: bool) -> dict:
+             resumed_from: str | None, interrupted: bool, from_run: str | None = None) -> dict:
     """summary.json: the latest logged metrics, the initial ones, the best checkpoint and the exported adapter."""
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     initial = module.initial_metrics
@@ -247,6 +249,8 @@ def _summary(trainer: Trainer, module: ReplicaModule, datamodule, checkpoint: Ad
         "examples": {split: len(rows) for split, rows in datamodule.encoded.items()},
         "dropped_examples": datamodule.dropped,
         "base_model": module.base_path,
+        "from_run": from_run,
+        "feedback_examples": len(datamodule.extra_train),
     }
 
 
@@ -265,6 +269,9 @@ def report_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
         f"clean-stop rate {_format_metric(summary['initial_clean_stop_rate'], 2)} -> {_format_metric(summary['clean_stop_rate'], 2)}",
         f"  adapter: {shown_path(summary['adapter_dir'])} (step {summary['adapter_step']})",
     ]
+    if summary.get("from_run"):
+        lines.insert(1, f"  continued from {shown_path(summary['from_run'])}, "
+                        f"{summary['feedback_examples']} feedback example(s) learned")
     if summary["stop_reason"] == INTERRUPTED:
         lines.append(f"  resume: python train.py ckpt_path={shown_path(summary['last_checkpoint'])}")
     lines.append(f"  next: python evaluate.py run_dir={run}")
