@@ -59,21 +59,25 @@ class Entry:
         return self.correction is None
 
 
-def masker_of_run(config: Mapping[str, Any]) -> PiiMasker:
+def masker_of_run(folder: str | Path, config: Mapping[str, Any]) -> PiiMasker:
     """A masker as the run's dataset was masked: its `data.me`, `data.phone_region` and `data.mask`, and the contact
-    names of its exports (read again, in memory only; none when the exports are gone)."""
-    from replica.prepare.pipeline import contact_names
+    names and phone regions of its exports (read again, in memory only; none when the exports are gone, or for a
+    merged folder, which records no training config)."""
+    from replica.prepare.pipeline import masking_inputs
+    from replica.prepare.store import RUN_RECORD, read_run_record
 
-    data = dict(config.get("data") or {})
+    recorded = (Path(folder) / RUN_RECORD).is_file()  # its data section names the exports by absolute path
+    data = dict(read_run_record(folder)["data"] if recorded else config.get("data") or {})
     me = data.get("me") or []
     try:
-        contacts = contact_names(data)
+        contacts, regions = masking_inputs(data) if data else ([], [])
     except ReplicaInputError:  # the exports changed into something unreadable: mask what needs no names
-        contacts = []
+        contacts, regions = [], []
     return PiiMasker(
         contacts,
         own_names=[me] if isinstance(me, str) else list(me),
         region=str(data.get("phone_region") or "US"),
+        regions=regions,
         options=MaskSection(**(data.get("mask") or {})),
     )
 
@@ -89,7 +93,7 @@ class FeedbackStore:
     @classmethod
     def of_run(cls, folder: str | Path, config: Mapping[str, Any]) -> FeedbackStore:
         """The store of a run (or merged) folder; its masker is built from `config` on the first write."""
-        return cls(folder, lambda: masker_of_run(config))
+        return cls(folder, lambda: masker_of_run(folder, config))
 
     def add(self, context: Sequence[Mapping[str, str]], reply: str, *, correction: str | None = None,
             relationship: str | None = None, group: bool = False) -> int:

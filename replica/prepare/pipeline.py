@@ -186,14 +186,16 @@ def kept_splits(folder: str | None) -> dict[str, str]:
     return {example_key(example): split for split in SPLITS for example in read_jsonl(dataset.split_path(split))}
 
 
-def contact_names(data_cfg: Mapping | DictConfig) -> list[str]:
-    """Every sender of the exports except the user, most active first: what the masking replaces by pseudonyms.
-    Private: keep it in memory, never write or log it. Empty when the exports are gone."""
+def masking_inputs(data_cfg: Mapping | DictConfig) -> tuple[list[str], list[str]]:
+    """What the dataset's masker was built from besides the settings: every sender of the exports except the user
+    (most active first) and the phone regions their numbers use. Private: keep it in memory, never write or log it.
+    Empty when the exports are gone."""
     cfg = parse_data_config(data_cfg)
     if not all(Path(path).exists() for path in cfg.exports):
-        return []
+        return [], []
     loaded = _load(cfg, lambda line: None)
-    return _contacts(loaded.messages, resolve_me(loaded.messages, cfg.me, loaded.owners))
+    contacts = _contacts(loaded.messages, resolve_me(loaded.messages, cfg.me, loaded.owners))
+    return contacts, regions_seen([*(message.text for message in loaded.messages), *contacts])
 
 
 def _load(cfg: DataSection, log: Callable[[str], None]) -> LoadResult:
