@@ -24,6 +24,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def _print_summary(metrics: dict[str, Any]) -> None:
     from replica.evaluation.formatting import format_value, with_interval
     from replica.evaluation.outputs import EVAL_DIR, HEADLINE
+    from replica.evaluation.teaching import teaching_line
 
     for key in HEADLINE:
         base, tuned = metrics["baseline"].get(key), metrics["finetuned"].get(key)
@@ -34,6 +35,8 @@ def _print_summary(metrics: dict[str, Any]) -> None:
         fidelity = metrics["label_fidelity"]["mean"]
         print(f"{'label_fidelity':>22}: {with_interval('fidelity', fidelity['fidelity'], fidelity['fidelity_ci'])} "
               f"(ceiling {format_value('fidelity', fidelity['ceiling'])})")
+    if "where_to_teach" in metrics:
+        print(teaching_line(metrics["where_to_teach"]))
     print(f"report: {metrics['meta']['run_dir']}/{EVAL_DIR}/report.md")
 
 

@@ -131,6 +131,13 @@ def test_per_label_metrics_match_the_test_split(labelled_eval):
     report = (run / "eval" / "report.md").read_text()
     assert "## Per relationship" in report and "## Label fidelity" in report
     assert "label_fidelity" in done.stdout
+    # the report opens with the weakest label: the one whose replies read as it least often
+    weakest = metrics["where_to_teach"]["weakest"]
+    kept = {label: [pair["label_kept"][label] for pair in metrics["label_fidelity"]["pairs"].values()
+                    if label in pair["label_kept"]] for label in counts}
+    assert weakest == min(kept, key=lambda label: (sum(kept[label]) / len(kept[label]), label))
+    assert report.index("## Where to teach") < report.index("| metric |")
+    assert f"weakest relationship: {weakest}" in done.stdout
 
 
 @pytest.mark.slow

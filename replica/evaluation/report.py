@@ -29,6 +29,7 @@ from replica.evaluation.metric_catalogue import (
     metric_label,
 )
 from replica.evaluation.plots import plot_lengths, plot_loss, plot_metrics
+from replica.evaluation.teaching import where_to_teach_markdown
 
 
 def _table(metrics: Mapping[str, Any], reference: Mapping[str, tuple[float, float]]) -> list[str]:
@@ -72,6 +73,8 @@ def _markdown(metrics: Mapping[str, Any], reference: Mapping[str, tuple[float, f
     meta = flatten(metrics.get("meta", {}))
     if meta:
         lines += [f"- **{key}**: {value}" for key, value in meta.items()] + [""]
+    if metrics.get("where_to_teach"):
+        lines += where_to_teach_markdown(metrics["where_to_teach"])
     lines += _table(metrics, reference)
     lines += [
         "",

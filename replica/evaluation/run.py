@@ -18,6 +18,7 @@ from replica.evaluation.labels import is_labelled, per_relationship
 from replica.evaluation.outputs import json_safe, run_meta, write_eval_dir
 from replica.evaluation.scoring import score_sides
 from replica.evaluation.sides import SIDES, decoding_settings, run_side
+from replica.evaluation.teaching import where_to_teach
 from replica.inference.engines import choose_engine, is_auto, open_run_engines
 from replica.model.run_dir import inspect_run
 from replica.settings import GenerationSection
@@ -58,6 +59,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         metrics = score_sides(sides, held_out.reference, embedder, cfg.metrics, device, cfg.intervals.resamples, cfg.seed)
         if labelled:
             metrics.update(relationship_metrics(engines[True], held_out, sides, decoding, cfg))
+            if (teaching := where_to_teach(metrics)) is not None:
+                metrics["where_to_teach"] = teaching
     finally:
         for opened in engines.values():
             opened.close()
