@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from replica.evaluation.teaching import teaching_line, where_to_teach, where_to_teach_markdown
+from replica.evaluation.teaching import (
+    teaching_line,
+    where_to_teach,
+    where_to_teach_markdown,
+)
 
 
 def label_entry(base_style: float, tuned_style: float) -> dict:
