@@ -168,3 +168,20 @@ def test_a_continued_run_that_changes_the_adapters_shape_is_one_line(parent, tmp
     done = run_train(train_args(tmp_path, "bad", f"from_run={parent}", "lora.r=4"), tmp_path)
     assert_one_line_error(done, "train.py: error:", "from_run", "lora.r=4")
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_scores_a_continued_run_against_its_parent_on_the_same_examples(parent, child):
+    from tests.test_label_evaluation import FAST_EVAL, run_evaluate
+
+    done = run_evaluate(f"run_dir={child}", "eval.max_examples=40", "relationships.fidelity=false", *FAST_EVAL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((child / "eval" / "metrics.json").read_text())
+    versus = metrics["versus_parent"]
+    assert versus["parent"] == str(parent.resolve())
+    # this run is the same side of both comparisons: the same examples, seeds and replies
+    assert versus["finetuned"]["perplexity"] == pytest.approx(metrics["finetuned"]["perplexity"])
+    assert versus["baseline"]["perplexity"] != pytest.approx(metrics["finetuned"]["perplexity"])
+    assert "perplexity" in versus["difference"]
+    report = (child / "eval" / "report.md").read_text()
+    assert "## Against the parent run" in report and "| metric | parent [95% CI] | this run [95% CI]" in report

@@ -18,6 +18,7 @@ EVALUATE_RULES: dict[str, Rule] = {
     "eval.batch_size": whole(1),
     "eval.device": Rule(is_device, DEVICES),
     "eval.quantized": BOOLEAN,
+    "eval.parent": Rule(lambda v: v in ("auto", True, False), "auto, true or false"),
     "decoding.samples": whole(1),
     "decoding.greedy": BOOLEAN,
     "intervals.resamples": whole(100),

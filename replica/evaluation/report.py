@@ -32,14 +32,15 @@ from replica.evaluation.plots import plot_lengths, plot_loss, plot_metrics
 from replica.evaluation.teaching import where_to_teach_markdown
 
 
-def _table(metrics: Mapping[str, Any], reference: Mapping[str, tuple[float, float]]) -> list[str]:
+def _table(metrics: Mapping[str, Any], reference: Mapping[str, tuple[float, float]],
+           names: tuple[str, str] = ("baseline", "fine-tuned")) -> list[str]:
     (baseline, base_ci), (finetuned, tuned_ci) = side_values(metrics, "baseline"), side_values(metrics, "finetuned")
     real, real_ci = side_values(metrics, "real")
     difference = metrics.get("difference", {})
     keys = [key for key in METRICS if key in baseline or key in finetuned]
     keys += sorted(key for key in baseline.keys() | finetuned.keys() if key not in METRICS)
-    header = ["metric", "baseline [95% CI]", "fine-tuned [95% CI]", "Δ [paired 95% CI]", "significant"]
-    header += (["real replies"] if real else []) + ["reference project"]
+    header = ["metric", f"{names[0]} [95% CI]", f"{names[1]} [95% CI]", "Δ [paired 95% CI]", "significant"]
+    header += (["real replies"] if real else []) + (["reference project"] if reference else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in keys:
         change = difference.get(key) or {}
@@ -62,7 +63,7 @@ def _table(metrics: Mapping[str, Any], reference: Mapping[str, tuple[float, floa
         if key in reference:
             before, after = reference[key]
             row.append(f"{format_value(key, before)} → {format_value(key, after)}")
-        else:
+        elif reference:
             row.append("")
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     return lines
@@ -101,6 +102,11 @@ def _markdown(metrics: Mapping[str, Any], reference: Mapping[str, tuple[float, f
         "training data instead of answering, which also means it can repeat private messages to whoever chats "
         "with it.",
     ]
+    if "versus_parent" in metrics:
+        lines += ["", "## Against the parent run", "",
+                  f"The run this one continued from (`{metrics['versus_parent']['parent']}`), scored on the same "
+                  "held-out examples with the same seeds: did the new chats and corrections help?", ""]
+        lines += _table(metrics["versus_parent"], {}, ("parent", "this run"))
     if plots:
         lines += ["", "## Plots", ""] + [f"![{plot.stem}]({plot.name})" for plot in plots]
     return "\n".join(lines) + "\n"

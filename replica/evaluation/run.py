@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from replica.devices import resolve_device
+from replica.errors import ReplicaInputError
 from replica.evaluation.data import HeldOut, read_held_out
 from replica.evaluation.human import human_score
 from replica.evaluation.labels import is_labelled, per_relationship
@@ -64,6 +66,11 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     finally:
         for opened in engines.values():
             opened.close()
+    if (parent := parent_run(info, cfg.eval.parent)) is not None:
+        del model  # one model in memory at a time
+        versus = score_parent(parent, sides["finetuned"], held_out, decoding, cfg, device, labelled)
+        metrics["versus_parent"] = {"parent": str(parent), **score_sides(
+            versus, held_out.reference, embedder, cfg.metrics, device, cfg.intervals.resamples, cfg.seed)}
     metrics["meta"] = run_meta(cfg, run_dir, held_out, info.meta, sides, device, time.perf_counter() - started)
     if (human := human_score(run_dir)) is not None:
         metrics["human"] = human  # the blind test's guesses (replica serve's /blind page)
@@ -71,6 +78,37 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     report = write_eval_dir(run_dir, metrics, held_out.reference, sides, cfg)
     log.info("report written to %s", report)
     return metrics
+
+
+def parent_run(info, wanted: str | bool) -> Path | None:
+    """The run `info` continued from, when `eval.parent` asks for it (auto: whenever there is one)."""
+    parent = info.config.get("from_run")
+    if wanted is False or (wanted == "auto" and not parent):
+        return None
+    if not parent:
+        raise ReplicaInputError("eval.parent=true: this run was not continued from another (no from_run recorded)")
+    return inspect_run(parent).run_dir
+
+
+def score_parent(parent: Path, child_side, held_out: HeldOut, decoding: dict, cfg: DictConfig, device: str,
+                 labelled: bool) -> dict[str, Any]:
+    """{baseline: the parent's fine-tuned side, finetuned: this run's}, on the same held-out examples and seeds:
+    `score_sides` then gives parent -> this run with paired intervals."""
+    from replica.inference.loading import load_run, quiet_loading
+
+    log.info("scoring the parent run %s on the same examples", parent)
+    with quiet_loading():
+        model, formatter, info = load_run(parent, device=device, quantized=cfg.eval.quantized)
+    engine = choose_engine(decoding["engine"], device, option="decoding.engine")
+    engines = open_run_engines(info, engine=engine, quant=decoding["engine_quant"], sides=(True,),
+                               slots=cfg.eval.batch_size, max_new_tokens=decoding["max_new_tokens"], model=model,
+                               formatter=formatter, device=device, fallback=is_auto(decoding["engine"]))
+    try:
+        side = run_side(model, engines[True], "finetuned", held_out.reference, cfg.probes.prompts, decoding,
+                        cfg.eval.batch_size, labelled)
+    finally:
+        engines[True].close()
+    return {"baseline": side, "finetuned": child_side}
 
 
 def relationship_metrics(engine, held_out: HeldOut, sides, decoding: dict, cfg: DictConfig) -> dict[str, Any]:
