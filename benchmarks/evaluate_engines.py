@@ -151,20 +151,18 @@ def main(argv: list[str] | None = None) -> int:
         print("evaluate_engines.py: error: --max-examples must be at least 1", file=sys.stderr)
         return 2
 
-    from replica.errors import ReplicaInputError
     from replica.model.run_dir import inspect_run
+    from replica.task import exit_code
 
-    try:
+    def run() -> None:
         inspect_run(args.run_dir)
         args.work.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="replica-evalengines-", dir=args.work))
         result = benchmark(args.run_dir, work, args.max_examples, list(dict.fromkeys(args.quants)))
-    except ReplicaInputError as err:
-        print(f"evaluate_engines.py: error: {err}", file=sys.stderr)
-        return 2
-    report(result)
-    print(json.dumps(result))
-    return 0
+        report(result)
+        print(json.dumps(result))
+
+    return exit_code("evaluate_engines.py", run)
 
 
 if __name__ == "__main__":

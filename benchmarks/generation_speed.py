@@ -379,18 +379,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generation_speed.py: error: {problem}", file=sys.stderr)
         return 2
 
-    from replica.errors import ReplicaInputError
+    from replica.task import exit_code
 
-    try:
+    def run() -> None:
         with tempfile.TemporaryDirectory(prefix="replica-genbench-") as scratch:
             result = benchmark(args.run_dir, Path(scratch), args.prompts, args.max_new_tokens, args.clients,
                                args.conversations, args.chat_max_tokens)
-    except ReplicaInputError as err:
-        print(f"generation_speed.py: error: {err}", file=sys.stderr)
-        return 2
-    report(result)
-    print(json.dumps(result))
-    return 0
+        report(result)
+        print(json.dumps(result))
+
+    return exit_code("generation_speed.py", run)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,15 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+# metric kind -> (format of a value, format of a change); None: the plain number rule at the end of `_formatted`
+FORMATS: dict[str, tuple[str | None, str | None]] = {
+    "percent": ("{:.0%}", "{:+.0f} pp"),  # a change of a share, in percentage points
+    "count": ("{:,.0f}", "{:+,.0f}"),
+    "chars": ("{:.1f}", "{:+.1f}"),
+    "unit": ("{:.3f}", None),
+}
+
+
 def format_value(key: str, value: Any) -> str:
     if value is None:
         return "–"
@@ -33,29 +42,22 @@ def format_value(key: str, value: Any) -> str:
         return str(value)
     if math.isnan(value):
         return "n/a"
-    kind = METRICS[key].kind if key in METRICS else "float"
-    if kind == "percent":
-        return f"{value:.0%}"
-    if kind == "count":
-        return f"{value:,.0f}"
-    if kind == "chars":
-        return f"{value:.1f}"
-    if kind == "unit":
-        return f"{value:.3f}"
-    return f"{value:,.2f}" if abs(value) >= 10 else f"{value:.3f}"
+    return _formatted(key, value, change=False)
 
 
 def format_delta(key: str, delta: Any) -> str:
     if not is_number(delta) or math.isnan(delta):
         return ""
+    return _formatted(key, delta, change=True)
+
+
+def _formatted(key: str, number: float, *, change: bool) -> str:
     kind = METRICS[key].kind if key in METRICS else "float"
-    if kind == "percent":
-        return f"{delta * 100:+.0f} pp"
-    if kind == "count":
-        return f"{delta:+,.0f}"
-    if kind == "chars":
-        return f"{delta:+.1f}"
-    return f"{delta:+,.2f}" if abs(delta) >= 10 else f"{delta:+.3f}"
+    spec = FORMATS.get(kind, (None, None))[change]
+    if spec is not None:
+        return spec.format(number * 100 if change and kind == "percent" else number)
+    sign = "+" if change else ""
+    return f"{number:{sign},.2f}" if abs(number) >= 10 else f"{number:{sign}.3f}"
 
 
 def with_interval(key: str, value: Any, interval: Any, formatter=format_value) -> str:
