@@ -1,4 +1,5 @@
-"""`replica serve RUN_DIR|MERGED_DIR`: an OpenAI-compatible API, a web chat (/) and a blind test (/blind).
+"""`replica serve RUN_DIR|MERGED_DIR`: an OpenAI-compatible API, a web chat (/) and a blind test (/blind); feedback
+sent to /v1/feedback is stored, masked, in the served folder (`replica.feedback`).
 
 The model is loaded once (4-bit base + adapter for a run folder, the merged model for a `replica merge` folder).
 Safe by default: binds to 127.0.0.1, refuses another interface without --api-key, never logs request bodies.
@@ -13,6 +14,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from replica.commands.arguments import (
     OneLineParser,
@@ -25,6 +27,10 @@ from replica.commands.arguments import (
 from replica.devices import DEVICES, device_flag
 from replica.errors import ReplicaInputError
 from replica.settings import ENGINES
+
+if TYPE_CHECKING:
+    from replica.feedback.store import FeedbackStore
+    from replica.model.run_dir import RunInfo
 
 LOOPBACK_NAMES = ("localhost",)
 FROM_RUN = "(default: the run's generation block; a merged folder's defaults)"
@@ -66,8 +72,8 @@ def main(argv: Sequence[str]) -> int:
     check_exposure(args.host, args.api_key)
     if args.max_tokens is not None and args.max_tokens > args.max_tokens_limit:
         raise ReplicaInputError(f"--max-tokens {args.max_tokens} is above --max-tokens-limit {args.max_tokens_limit}")
-    from replica.model.run_meta import is_merged_dir
     from replica.model.run_dir import inspect_run
+    from replica.model.run_meta import is_merged_dir
 
     merged = is_merged_dir(args.model_dir)
     info = None if merged else inspect_run(args.model_dir)  # fail fast, before torch and the model load
@@ -128,6 +134,7 @@ def build_app(args: argparse.Namespace, merged: bool, info):
     from replica.serve.app import Limits, Service, create_app
     from replica.serve.batcher import Batcher
     from replica.serve.blind import BlindLimits, blind_test_of_run
+    from replica.serve.feedback import FeedbackWriter
     from replica.serve.guard import host_policy
     from replica.settings import GenerationSection
 
@@ -157,17 +164,29 @@ def build_app(args: argparse.Namespace, merged: bool, info):
     labels = formatter.labels if formatter.relationship_in_prompt else []  # the ablation's labels do not reach prompts
     service = Service(scheduler, sampling, "replica", limits, formatter.prompt_ids, labels)
     blind = blind_test_of_run(None if merged else info, BlindLimits(guesses_per_hour=args.blind_guesses_per_hour), bool(labels))
+    feedback = FeedbackWriter(feedback_store(args.model_dir, merged, info))
     print(f"replica serve: generating with {engine.name}", file=sys.stderr, flush=True)
-    return create_app(service, args.api_key, host_policy(args.host, args.allowed_host), blind)
+    return create_app(service, args.api_key, host_policy(args.host, args.allowed_host), blind, feedback)
+
+
+def feedback_store(model_dir: str, merged: bool, info: RunInfo | None) -> FeedbackStore:
+    """The served folder's feedback store, masked with the run's data settings; a merged folder records none (its
+    entries are masked without the exports' contact names)."""
+    from replica.feedback.store import FeedbackStore
+
+    if merged:
+        return FeedbackStore.of_run(Path(model_dir).expanduser(), {})
+    return FeedbackStore.of_run(info.run_dir, info.config)
 
 
 def served_sampling(block, args: argparse.Namespace):
     """What a request that names no setting gets: the recorded block, overridden by the flags given; a block that
-    does not sample answers greedily (temperature 0) unless --temperature is given."""
+    does not sample answers greedily unless --temperature is given."""
     from replica.inference.jobs import Sampling
 
-    temperature = args.temperature if args.temperature is not None or block.do_sample else 0.0
-    return Sampling.from_block(block, temperature=temperature, top_p=args.top_p, max_new_tokens=args.max_tokens)
+    sample = True if args.temperature is not None else None
+    return Sampling.from_block(block, do_sample=sample, temperature=args.temperature, top_p=args.top_p,
+                               max_new_tokens=args.max_tokens)
 
 
 def _url_host(host: str) -> str:

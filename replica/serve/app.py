@@ -1,7 +1,8 @@
-"""The FastAPI app: OpenAI-compatible endpoints, /health, the web chat (/) and the blind test (/blind).
+"""The FastAPI app: OpenAI-compatible endpoints, /v1/feedback, /health, the web chat (/) and the blind test (/blind).
 
-Nothing of a conversation is logged or written: request bodies never reach a log line, and validation errors name
-the field, never its value. Only the blind test writes, and only the guess (no text). Every error, whatever raised
+Nothing of a conversation is logged: request bodies never reach a log line, and validation errors name the field,
+never its value. Two things are written: a blind-test guess (no text), and the feedback its owner sends to
+/v1/feedback (masked, into the served folder; never answered back by any endpoint). Every error, whatever raised
 it, is an OpenAI error object; a request's failure is its own (see batcher.py).
 """
 
@@ -28,6 +29,7 @@ from replica.inference.jobs import Busy, GenerationFailed, Job, Outcome, Samplin
 from replica.model.formatting import choose_relationship
 from replica.prepare.relationships import GROUP
 from replica.serve import openai_api
+from replica.serve.feedback import FeedbackNotStored, FeedbackRequest, FeedbackWriter
 from replica.serve.guard import Guard, HostPolicy
 from replica.serve.openai_api import error_response
 
@@ -87,24 +89,24 @@ class Service:
     def job(self, turns: list[dict], *, max_tokens=None, temperature=None, top_p=None, seed=None, stop=(), relationship=None, group=None, **hooks) -> Job:
         """A job with the request's settings (the server's defaults for those it names none of); `group` defaults to
         whether the label is `group`."""
-        temperature = self.sampling.temperature if temperature is None else temperature
-        sample = temperature >= MIN_TEMPERATURE
+        # a request's temperature 0 (OpenAI's way to ask for greedy) means do_sample=False, as the server's own
+        # greedy default does; no temperature: the server's default
+        sample = self.sampling.do_sample if temperature is None else temperature >= MIN_TEMPERATURE
         sampling = replace(
             self.sampling,
             max_new_tokens=max_tokens or self.limits.default_max_tokens,
             do_sample=sample,
-            temperature=temperature if sample else 1.0,
+            temperature=temperature if sample and temperature is not None else self.sampling.temperature,
             top_p=self.sampling.top_p if top_p is None else top_p,
             seed=secrets.randbelow(2**31) if seed is None else seed,
         )
-        group = relationship == GROUP if group is None else group
-        return Job(turns, sampling, tuple(stop), **hooks, relationship=relationship, group=group)
+        return Job(turns, sampling, tuple(stop), **hooks, relationship=relationship, group=group_of(relationship, group))
 
     async def reply(self, job: Job) -> Outcome:
         return await asyncio.wrap_future(self.batcher.submit(job))
 
 
-def create_app(engine: Service, api_key: str | None, hosts: HostPolicy, blind=None) -> FastAPI:
+def create_app(engine: Service, api_key: str | None, hosts: HostPolicy, blind=None, feedback: FeedbackWriter | None = None) -> FastAPI:
     app = FastAPI(title="Replica", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(Guard, api_key=api_key, hosts=hosts, max_body_bytes=engine.limits.max_body_bytes, read_timeout_s=engine.limits.read_timeout_s)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -130,6 +132,10 @@ def create_app(engine: Service, api_key: str | None, hosts: HostPolicy, blind=No
     async def failed(request: Request, err: GenerationFailed) -> JSONResponse:
         return error_response(500, str(err), "server_error")
 
+    @app.exception_handler(UnknownRelationship)
+    async def unknown_relationship(request: Request, err: UnknownRelationship) -> JSONResponse:
+        return error_response(400, str(err), "invalid_request_error", "relationship")
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -145,10 +151,7 @@ def create_app(engine: Service, api_key: str | None, hosts: HostPolicy, blind=No
             return error_response(400, f"max_tokens must be at most {engine.limits.max_tokens} on this server", "invalid_request_error", "max_tokens")
         if len(chat.stops()) > openai_api.MAX_STOPS:
             return error_response(400, f"stop takes at most {openai_api.MAX_STOPS} strings", "invalid_request_error", "stop")
-        try:
-            relationship = engine.relationship(chat.relationship)
-        except UnknownRelationship as err:
-            return error_response(400, str(err), "invalid_request_error", "relationship")
+        relationship = engine.relationship(chat.relationship)
         turns = chat.turns()
         try:
             engine.tokenize(turns, relationship, relationship == GROUP)
@@ -176,7 +179,33 @@ def create_app(engine: Service, api_key: str | None, hosts: HostPolicy, blind=No
 
     if blind is not None:
         blind.add_routes(app, engine)
+    if feedback is not None:
+        add_feedback_route(app, engine, feedback)
     return app
+
+
+def add_feedback_route(app: FastAPI, engine: Service, feedback: FeedbackWriter) -> None:
+    """`POST /v1/feedback`: 201 with the entry's id, nothing of the entry (its label is read as chat completions
+    read it: the run's most common one when the body names none)."""
+
+    @app.exception_handler(FeedbackNotStored)
+    async def not_stored(request: Request, err: FeedbackNotStored) -> JSONResponse:
+        return error_response(500, str(err), "server_error")
+
+    @app.post("/v1/feedback", status_code=201)
+    async def add_feedback(body: FeedbackRequest) -> JSONResponse:
+        problem = body.problem()
+        if problem is not None:
+            return error_response(400, problem[1], "invalid_request_error", problem[0])
+        relationship = engine.relationship(body.relationship)
+        group = group_of(relationship, body.group)
+        entry = await feedback.add(body.turns(), body.reply, body.correction, relationship, group)
+        return JSONResponse({"id": entry, "object": "feedback"}, status_code=201)
+
+
+def group_of(relationship: str | None, group: bool | None) -> bool:
+    """Whether a conversation is a group chat: as the request says, else whether its label is `group`."""
+    return relationship == GROUP if group is None else group
 
 
 def _field(problem: dict) -> str:

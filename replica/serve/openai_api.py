@@ -55,13 +55,27 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
-    """Unknown OpenAI fields (frequency_penalty, user, ...) are accepted and ignored; `relationship` is Replica's
-    (the `openai` client sends it with `extra_body`)."""
+class Conversation(BaseModel):
+    """The conversation a request is about: its messages and who the reply is written to; `relationship` is
+    Replica's own field (the `openai` client sends it with `extra_body`)."""
 
     model_config = STRICT
-    model: str | None = None
     messages: list[Message] = Field(min_length=1)
+    relationship: str | None = None  # who the reply is written to (one of the run's labels)
+
+    def turns(self) -> list[dict]:
+        """The conversation as Replica context turns (system/developer messages dropped, empty ones skipped)."""
+        return [
+            {"role": ROLE_TO_TURN[m.role], "text": m.text()}
+            for m in self.messages
+            if m.role not in IGNORED_ROLES and m.text().strip()
+        ]
+
+
+class ChatRequest(Conversation):
+    """Unknown OpenAI fields (frequency_penalty, user, ...) are accepted and ignored."""
+
+    model: str | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -71,15 +85,6 @@ class ChatRequest(BaseModel):
     n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    relationship: str | None = None  # Replica's own field: who the reply is written to (one of the run's labels)
-
-    def turns(self) -> list[dict]:
-        """The conversation as Replica context turns (system/developer messages dropped, empty ones skipped)."""
-        return [
-            {"role": ROLE_TO_TURN[m.role], "text": m.text()}
-            for m in self.messages
-            if m.role not in IGNORED_ROLES and m.text().strip()
-        ]
 
     def stops(self) -> list[str]:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])

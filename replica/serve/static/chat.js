@@ -1,5 +1,6 @@
 // The web chat: the conversation lives in this page only; each reply streams from /v1/chat/completions, and each
-// message of a reply (a burst is several, separated by line breaks) gets its own bubble.
+// message of a reply (a burst is several, separated by line breaks) gets its own bubble. Under a finished reply, 👍
+// marks it good and ✎ corrects it: both go to /v1/feedback, and a corrected reply is what later turns continue from.
 "use strict";
 const messages = document.getElementById("messages");
 const input = document.getElementById("message-input");
@@ -43,24 +44,28 @@ function note(text) {
   messages.appendChild(node);
 }
 
+function chosenRelationship() { return talkingTo.hidden ? undefined : relationship.value; }
+
 function settings() {
   const number = (id) => { const v = document.getElementById(id).value; return v === "" ? undefined : Number(v); };
-  const chosen = talkingTo.hidden ? undefined : relationship.value;
-  return { temperature: number("temperature"), top_p: number("top-p"), max_tokens: number("max-tokens"), seed: number("seed"), relationship: chosen };
+  return { temperature: number("temperature"), top_p: number("top-p"), max_tokens: number("max-tokens"), seed: number("seed"), relationship: chosenRelationship() };
+}
+
+// The error a failed API response carries (its OpenAI error message).
+async function failure(response) {
+  const body = await response.json().catch(() => ({}));
+  return new Error((body.error && body.error.message) || response.statusText);
+}
+
+async function postJSON(path, body, signal) {
+  const response = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal });
+  if (!response.ok) throw await failure(response);
+  return response;
 }
 
 async function streamReply(node) {
   controller = new AbortController();
-  const response = await fetch("/v1/chat/completions", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ messages: history, stream: true, ...settings() }),
-    signal: controller.signal,
-  });
-  if (!response.ok) {
-    const body = await response.json().catch(() => ({}));
-    throw new Error((body.error && body.error.message) || response.statusText);
-  }
+  const response = await postJSON("/v1/chat/completions", { messages: history, stream: true, ...settings() }, controller.signal);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "", text = "";
@@ -90,9 +95,13 @@ document.getElementById("compose").addEventListener("submit", async (event) => {
   send.disabled = true;
   const node = replyGroup();
   node.dataset.state = "streaming";
+  const label = chosenRelationship();
   try {
     const reply = await streamReply(node);
-    if (reply) history.push({ role: "assistant", content: reply });
+    if (reply) {
+      history.push({ role: "assistant", content: reply });
+      feedbackControls(node, history, history.length - 1, label);
+    }
   } catch (error) {
     if (error.name !== "AbortError") note("error: " + error.message);
   } finally {
@@ -102,6 +111,91 @@ document.getElementById("compose").addEventListener("submit", async (event) => {
     input.focus();
   }
 });
+
+// 👍 and ✎ under a reply: `conversation[index]` is the reply; what precedes it is the context the feedback carries.
+function feedbackControls(node, conversation, index, label) {
+  const original = conversation[index].content;
+  const controls = document.createElement("div");
+  controls.className = "feedback";
+  const good = button("👍", "Good reply: this is how I would answer", "good");
+  good.setAttribute("aria-pressed", "false");
+  const edit = button("✎", "Correct this reply", "edit");
+  controls.append(good, edit);
+  node.after(controls);
+  const post = (fields) => postJSON("/v1/feedback", { messages: conversation.slice(0, index), relationship: label, reply: original, ...fields });
+  good.addEventListener("click", async () => {
+    good.disabled = true;
+    try {
+      await post({ good: true });
+      good.setAttribute("aria-pressed", "true");
+      node.dataset.feedback = "good";
+    } catch (error) {
+      good.disabled = false;
+      note("feedback not saved: " + error.message);
+    }
+  });
+  edit.addEventListener("click", () => editReply(node, controls, conversation[index].content, async (correction) => {
+    await post({ correction });
+    conversation[index].content = correction;
+    showReply(node, correction);
+    good.disabled = true;
+    node.dataset.feedback = "corrected";
+  }));
+}
+
+function labelled(tag, text, testid) {
+  const node = document.createElement(tag);
+  node.textContent = text;
+  node.dataset.testid = testid;
+  return node;
+}
+
+// An icon button: screen readers and the tooltip say `label`.
+function button(text, label, testid) {
+  const node = labelled("button", text, testid);
+  node.type = "button";
+  node.setAttribute("aria-label", label);
+  node.title = label;
+  return node;
+}
+
+// The reply's bubbles give way to a text box holding its text; Save hands the new text to `save` (which stores it).
+function editReply(node, controls, text, save) {
+  const form = document.createElement("form");
+  form.className = "correction";
+  const box = document.createElement("textarea");
+  box.value = text;
+  box.rows = Math.min(8, Math.max(2, text.split("\n").length));
+  box.setAttribute("aria-label", "What you would have written (one message per line)");
+  box.dataset.testid = "correction";
+  const saveButton = labelled("button", "Save", "save-correction");
+  saveButton.type = "submit";
+  const cancel = labelled("button", "Cancel", "cancel-correction");
+  cancel.type = "button";
+  const row = document.createElement("div");
+  row.append(saveButton, cancel);
+  form.append(box, row);
+  const close = () => { form.remove(); node.hidden = false; controls.hidden = false; };
+  node.hidden = true;
+  controls.hidden = true;
+  node.after(form);
+  box.focus();
+  cancel.addEventListener("click", close);
+  box.addEventListener("keydown", (event) => { if (event.key === "Escape") close(); });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const correction = box.value.trim();
+    if (!correction) return;
+    saveButton.disabled = true;
+    try {
+      await save(correction);
+      close();
+    } catch (error) {
+      saveButton.disabled = false;
+      note("correction not saved: " + error.message);
+    }
+  });
+}
 
 // A fresh conversation: the one in progress (and its reply, if streaming) is dropped.
 function startOver(message) {
