@@ -51,6 +51,7 @@ class ChatDataModule(LightningDataModule):
         self.preview_path = preview_path
         self.seed = seed
         self.encoded: dict[str, list[dict]] = {}
+        self.label_names: list[str] = []  # the relationship labels of the examples; a row's `label` indexes it
         self.raw: dict[str, list[dict]] = {}
         self.dropped: dict[str, int] = {}
         self._train_loader: ResumableLoader | None = None
@@ -62,6 +63,9 @@ class ChatDataModule(LightningDataModule):
         return self.raw[split]
 
     def setup(self, stage: str | None = None) -> None:
+        if not self.label_names:
+            found = {example.get("relationship") for split in SPLITS for example in self.load_split(split)}
+            self.label_names = sorted(label for label in found if label)
         for split in SPLITS:
             if split in self.encoded:
                 continue
@@ -73,7 +77,8 @@ class ChatDataModule(LightningDataModule):
                 if enc is None:
                     dropped += 1
                     continue
-                rows.append({"input_ids": enc.input_ids, "labels": enc.labels, "weight": example.get("weight", 1.0)})
+                rows.append({"input_ids": enc.input_ids, "labels": enc.labels, "weight": example.get("weight", 1.0),
+                             "label": self._label_index(example.get("relationship"))})
             self.encoded[split] = rows
             self.dropped[split] = dropped
             if dropped:
@@ -83,6 +88,10 @@ class ChatDataModule(LightningDataModule):
                 f"{self.dataset.dir}: the train or val split is empty; add more chats or lower data.context_min"
             )
         self.write_preview()
+
+    def _label_index(self, label: str | None) -> int:
+        """The row's relationship label as an index of `label_names` (-1: none)."""
+        return self.label_names.index(label) if label in self.label_names else -1
 
     @rank_zero_only
     def write_preview(self) -> None:

@@ -25,7 +25,7 @@ from replica.model.base_model import (
 )
 from replica.model.batching import PadCollator
 from replica.model.formatting import ChatFormatter
-from replica.model.loss import reply_nll
+from replica.model.loss import weighted_reply_loss
 from replica.model.tokens import RoleTokens, ensure_embedding_rows
 from tests.test_export_gguf import make_merged
 
@@ -145,8 +145,7 @@ def training_batch(tokenizer) -> dict:
 
 def train_step(model, batch) -> float:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    nll, count = reply_nll(model, batch)
-    loss = nll / count
+    loss = weighted_reply_loss(model, batch)
     loss.backward()
     optimizer.step()
     return float(loss.detach())

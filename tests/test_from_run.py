@@ -140,6 +140,10 @@ def test_a_continued_run_starts_from_its_parents_adapter_on_the_union_keeping_he
     assert not (split_keys(parent, "test") | split_keys(parent, "val")) & split_keys(child, "train")
     assert len(split_keys(child, "train")) > len(split_keys(parent, "train"))  # the new export's messages
     assert summary["from_run"] == str(parent.resolve()) and parent_summary["from_run"] is None
+    # val loss per relationship label: the overall one is their token-weighted mean, so it lies between them
+    per_label = {label: row["final_val_loss"] for label, row in summary["relationships"].items()}
+    assert set(per_label) == {"family", "friend"} and summary["weakest_relationship"] in per_label
+    assert min(per_label.values()) <= summary["final_val_loss"] <= max(per_label.values())
     recorded = json.loads((child / "adapter" / "replica.json").read_text())["config"]
     assert recorded["from_run"] == str(parent.resolve())
 

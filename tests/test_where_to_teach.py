@@ -47,3 +47,14 @@ def test_without_fidelity_the_lowest_style_is_the_weakest_and_without_labels_the
     entry = where_to_teach(metrics)
     assert entry["weakest"] == "family" and entry["ranked_by"] == "style" and entry["style_below_base"] == []
     assert where_to_teach({"finetuned": {}}) is None
+
+
+def test_the_training_summary_names_the_label_whose_val_loss_fell_least():
+    from replica.training.run import by_relationship
+
+    initial = {"val/loss": 5.0, "val/loss_family": 5.0, "val/loss_friend": 6.0}
+    final = {"val/loss": 4.0, "val/loss_family": 4.5, "val/loss_friend": 3.0}  # family: -10%, friend: -50%
+    found = by_relationship(initial, final)
+    assert found["weakest_relationship"] == "family"
+    assert found["relationships"]["friend"] == {"initial_val_loss": 6.0, "final_val_loss": 3.0}
+    assert by_relationship({}, {"val/loss": 4.0}) == {}

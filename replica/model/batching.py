@@ -14,7 +14,7 @@ from replica.model.formatting import IGNORE_INDEX
 
 class PadCollator:
     """Right-pads a list of {input_ids, labels} to the batch's longest; attention mask from true lengths; each row's
-    loss `weight` (1 unless given) as `weights`."""
+    loss `weight` (1 unless given) as `weights`, and its relationship `label` index as `label_ids` when rows have one."""
 
     def __init__(self, pad_id: int, pad_to_multiple_of: int | None = None) -> None:
         self.pad_id = pad_id
@@ -34,7 +34,10 @@ class PadCollator:
             labels[i, :size] = torch.as_tensor(row["labels"])
             attention[i, :size] = 1
         weights = torch.tensor([float(row.get("weight", 1.0)) for row in rows], dtype=torch.float32)
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "weights": weights}
+        batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "weights": weights}
+        if "label" in rows[0]:  # the rows' relationship labels, as indices (-1: none): val loss per label
+            batch["label_ids"] = torch.tensor([int(row["label"]) for row in rows], dtype=torch.long)
+        return batch
 
 
 class GroupedBatchSampler(Sampler[list[int]]):

@@ -62,14 +62,8 @@ def reply_token_nll(
     return (torch.cat(pieces) if pieces else states.new_zeros(0, dtype=torch.float32)), rows
 
 
-def reply_nll(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed NLL of a batch's supervised tokens and their count (mean = loss, token-weighted perplexity)."""
-    token_nll, _ = reply_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-    return token_nll.sum(), torch.tensor(token_nll.shape[0], device=token_nll.device)
-
-
 def weighted_reply_loss(model, batch: dict) -> torch.Tensor:
-    """Mean NLL of the supervised tokens, each token weighted by its row's `weights` (all 1: `reply_nll`'s mean)."""
+    """Mean NLL of the supervised tokens, each token weighted by its row's `weights` (the training loss)."""
     token_nll, rows = reply_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
     weights = batch["weights"].to(token_nll.device)[rows] if "weights" in batch else torch.ones_like(token_nll)
     return (token_nll * weights).sum() / weights.sum().clamp(min=1e-8)

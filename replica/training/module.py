@@ -20,7 +20,7 @@ from replica.model.base_model import (
     new_token_ids,
     wrap_with_lora,
 )
-from replica.model.loss import reply_nll, weighted_reply_loss
+from replica.model.loss import reply_token_nll, weighted_reply_loss
 from replica.model.tokens import ensure_embedding_rows
 from replica.training.preference import (
     Preference,
@@ -30,6 +30,7 @@ from replica.training.preference import (
 )
 
 log = logging.getLogger(__name__)
+LABEL_LOSS = "val/loss_"  # + a relationship label: the val loss of that label's examples
 
 
 def capture_rng_states() -> dict[str, Any]:
@@ -87,8 +88,7 @@ class ReplicaModule(LightningModule):
         self.base_path = base_path
         self.tokenizer = tokenizer
         self.model = None
-        self._val_nll = 0.0
-        self._val_tokens = 0
+        self._val_sums = torch.zeros(2, 1, dtype=torch.float64)
         self._step_started = 0.0
         self.initial_metrics: dict[str, float] = {}
         self.init_adapter = init_adapter  # a parent run's adapter folder: the LoRA weights start from it
@@ -174,20 +174,28 @@ class ReplicaModule(LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
 
     def on_validation_epoch_start(self) -> None:
-        self._val_nll = 0.0
-        self._val_tokens = 0
+        names = getattr(self.trainer.datamodule, "label_names", []) if self._trainer is not None else []
+        self._val_sums = torch.zeros(2, len(names) + 1, dtype=torch.float64)  # (nll, tokens) x (labels..., all)
 
     def validation_step(self, batch: Mapping, batch_idx: int) -> None:
-        nll, count = reply_nll(self.model, batch)
-        self._val_nll += float(nll)
-        self._val_tokens += int(count)
+        token_nll, rows = reply_token_nll(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        token_nll = token_nll.detach().double().cpu()
+        self._val_sums[:, -1] += torch.tensor([float(token_nll.sum()), float(token_nll.numel())], dtype=torch.float64)
+        if "label_ids" in batch and self._val_sums.shape[1] > 1:
+            labels = batch["label_ids"].cpu()[rows.cpu()]
+            known = labels >= 0
+            self._val_sums[0].index_add_(0, labels[known], token_nll[known])
+            self._val_sums[1].index_add_(0, labels[known], torch.ones_like(token_nll[known]))
 
     def on_validation_epoch_end(self) -> None:
-        totals = torch.tensor([self._val_nll, float(self._val_tokens)], dtype=torch.float64, device=self.device)
-        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
-        loss = float(totals[0] / totals[1].clamp(min=1.0))
-        self.log("val/loss", loss, prog_bar=True, sync_dist=False)
-        self.log("val/perplexity", math.exp(min(loss, 50.0)), sync_dist=False)
+        sums = self.trainer.strategy.reduce(self._val_sums.to(self.device), reduce_op="sum").cpu()
+        losses = (sums[0] / sums[1].clamp(min=1.0)).tolist()
+        self.log("val/loss", losses[-1], prog_bar=True, sync_dist=False)
+        self.log("val/perplexity", math.exp(min(losses[-1], 50.0)), sync_dist=False)
+        names = self.trainer.datamodule.label_names if len(losses) > 1 else []
+        for name, loss, tokens in zip(names, losses, sums[1].tolist()):
+            if tokens:
+                self.log(f"{LABEL_LOSS}{name}", loss, sync_dist=False)
 
     def on_validation_end(self) -> None:
         """Keep the first validation of the untrained weights (every metric logged in it) as `initial_metrics`."""

@@ -28,7 +28,7 @@ from replica.prepare.store import RUN_RECORD
 from replica.privacy import display_path
 from replica.training.inputs import RunInputs, resolve_inputs
 from replica.training.lineage import Parent, continue_from, learned_feedback, weighted
-from replica.training.module import ReplicaModule
+from replica.training.module import LABEL_LOSS, ReplicaModule
 from replica.training.preference import Preference, encode_pairs
 from replica.training.quiet import silence_third_party_notices
 from replica.training.resume import RESUME_KEY_FILE, resolve_ckpt_path, write_resume_key
@@ -251,7 +251,20 @@ def _summary(trainer: Trainer, module: ReplicaModule, datamodule, checkpoint: Ad
         "base_model": module.base_path,
         "from_run": from_run,
         "feedback_examples": len(datamodule.extra_train),
+        **by_relationship(initial, metrics),
     }
+
+
+def by_relationship(initial: dict[str, float], final: dict[str, float]) -> dict[str, Any]:
+    """Each relationship label's val loss before and after, and the weakest label: the one whose val loss fell the
+    least, relative to where it started (where to teach first: `replica chat` /fix, docs/teaching.md)."""
+    labels = {name.removeprefix(LABEL_LOSS): {"initial_val_loss": initial.get(name), "final_val_loss": value}
+              for name, value in final.items() if name.startswith(LABEL_LOSS)}
+    compared = [label for label, row in labels.items() if row["initial_val_loss"]]
+    if not compared:
+        return {"relationships": labels} if labels else {}
+    weakest = max(compared, key=lambda label: (labels[label]["final_val_loss"] / labels[label]["initial_val_loss"], label))
+    return {"relationships": labels, "weakest_relationship": weakest}
 
 
 def _format_metric(value: float | None, digits: int) -> str:
@@ -269,6 +282,12 @@ def report_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
         f"clean-stop rate {_format_metric(summary['initial_clean_stop_rate'], 2)} -> {_format_metric(summary['clean_stop_rate'], 2)}",
         f"  adapter: {shown_path(summary['adapter_dir'])} (step {summary['adapter_step']})",
     ]
+    if summary.get("weakest_relationship"):
+        label = summary["weakest_relationship"]
+        row = summary["relationships"][label]
+        lines.insert(1, f"  weakest relationship: {label} (val loss {_format_metric(row['initial_val_loss'], 3)} -> "
+                        f"{_format_metric(row['final_val_loss'], 3)}, the least improved; correct it first: "
+                        "docs/teaching.md)")
     if summary.get("from_run"):
         lines.insert(1, f"  continued from {shown_path(summary['from_run'])}, "
                         f"{summary['feedback_examples']} feedback example(s) learned")
