@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import stat
 from pathlib import Path
 
@@ -154,8 +155,9 @@ def test_a_continued_run_learns_its_parents_feedback_masked_private_and_with_dpo
     learned = child / "feedback" / "learned.jsonl"
     rows = read_jsonl(learned)
     assert summary["feedback_examples"] == 3  # two corrections, one reply marked good
-    assert sorted(row["target"] for row in rows) == ["Of course, see you Sunday!", "Yes Mum, I'll be there by noon.",
-                                                     "yeah in 10"]
+    targets = sorted(row["target"] for row in rows)
+    assert targets[0] == "Of course, see you Sunday!" and targets[2] == "yeah in 10"
+    assert re.fullmatch(r"Yes <NAME_\d+>, I'll be there by noon\.", targets[1])  # Mum is a contact of the exports
     assert sum("rejected" in row for row in rows) == 2
     assert "7700" not in learned.read_text(encoding="utf-8")  # the phone number in the context was masked
     assert stat.S_IMODE(learned.stat().st_mode) == 0o600

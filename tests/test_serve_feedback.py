@@ -143,6 +143,22 @@ def test_a_lone_surrogate_and_unparsable_json_are_400s(server):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_chat_completion_can_say_it_is_a_group_chat_with_its_label(server, default_label):
+    def prompt_tokens(**fields) -> int:
+        body = {"messages": [{"role": "user", "content": "tonight?"}], "max_tokens": 1, "relationship": default_label,
+                **fields}
+        answer = call(server.url, "POST", "/v1/chat/completions", body, AUTH)
+        assert answer.status == 200, answer.raw
+        return answer.json()["usage"]["prompt_tokens"]
+
+    # the prompt's header says "(group chat)" after the label: a longer prompt for the same messages
+    assert prompt_tokens(group=True) > prompt_tokens(group=False) == prompt_tokens()
+    refused = call(server.url, "POST", "/v1/chat/completions",
+                   {"messages": [{"role": "user", "content": "hi"}], "group": "yes"}, AUTH)
+    assert refused.status == 400 and refused.json()["error"]["param"] == "group"
+
+
 def test_the_key_and_the_body_limit_apply(server, feedback_run):
     before = len(stored(feedback_run))
     for headers in ({}, {"Authorization": "Bearer wrong"}):

@@ -98,4 +98,13 @@ def test_thumbs_up_and_a_correction_are_stored_and_the_next_turn_continues_from_
         page.get_by_test_id("send").click()
     history = json.loads(sent.value.post_data)["messages"]
     assert history[3] == {"role": "assistant", "content": "\n".join(CORRECTION)}
+    assert json.loads(sent.value.post_data)["group"] is False
+    page.locator('[data-testid="reply"][data-state="done"]').nth(2).wait_for(timeout=300_000)
+
+    page.get_by_test_id("group-chat").check()  # a new conversation, in the voice of a family group chat
+    say(page, "who's bringing dessert?", 0)
+    page.get_by_role("button", name="Good reply: this is how I would answer").first.click()
+    expect(page.locator('[data-testid="reply"][data-feedback="good"]')).to_have_count(1, timeout=60_000)
+    *_, in_group = stored(feedback_run).values()
+    assert (in_group.relationship, in_group.group, in_group.good) == ("family", True, True)
     assert not [text for text in console if "Content Security Policy" in text], console

@@ -152,12 +152,14 @@ def create_app(engine: Service, api_key: str | None, hosts: HostPolicy, blind=No
         if len(chat.stops()) > openai_api.MAX_STOPS:
             return error_response(400, f"stop takes at most {openai_api.MAX_STOPS} strings", "invalid_request_error", "stop")
         relationship = engine.relationship(chat.relationship)
+        group = group_of(relationship, chat.group)
         turns = chat.turns()
         try:
-            engine.tokenize(turns, relationship, relationship == GROUP)
+            engine.tokenize(turns, relationship, group)
         except Exception as err:  # noqa: BLE001 - text the tokenizer refuses fails this request only
             return error_response(400, f"messages: the text cannot be tokenized ({type(err).__name__})", "invalid_request_error", "messages")
-        settings = dict(max_tokens=limit, temperature=chat.temperature, top_p=chat.top_p, seed=chat.seed, stop=chat.stops(), relationship=relationship)
+        settings = dict(max_tokens=limit, temperature=chat.temperature, top_p=chat.top_p, seed=chat.seed, stop=chat.stops(),
+                        relationship=relationship, group=group)
         request_id = openai_api.completion_id()
         if chat.stream:
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)

@@ -40,7 +40,6 @@ class FeedbackRequest(Conversation):
     reply: Said
     correction: Said | None = None
     good: bool | None = None
-    group: bool | None = None
 
     def problem(self) -> tuple[str, str] | None:
         """(field, message) when the body gives neither a correction nor `good: true`, or both."""

@@ -56,12 +56,13 @@ class StreamOptions(BaseModel):
 
 
 class Conversation(BaseModel):
-    """The conversation a request is about: its messages and who the reply is written to; `relationship` is
-    Replica's own field (the `openai` client sends it with `extra_body`)."""
+    """The conversation a request is about: its messages, who the reply is written to and whether it is a group
+    chat; `relationship` and `group` are Replica's own fields (the `openai` client sends them with `extra_body`)."""
 
     model_config = STRICT
     messages: list[Message] = Field(min_length=1)
     relationship: str | None = None  # who the reply is written to (one of the run's labels)
+    group: bool | None = None  # a group chat (with the label's voice); null: whether the label is `group`
 
     def turns(self) -> list[dict]:
         """The conversation as Replica context turns (system/developer messages dropped, empty ones skipped)."""

@@ -7,6 +7,7 @@ const input = document.getElementById("message-input");
 const send = document.getElementById("send");
 const talkingTo = document.getElementById("talking-to");
 const relationship = document.getElementById("relationship");
+const groupChat = document.getElementById("group-chat");
 let history = [];  // OpenAI messages: user = them (you), assistant = the replica
 let controller = null;
 
@@ -45,10 +46,11 @@ function note(text) {
 }
 
 function chosenRelationship() { return talkingTo.hidden ? undefined : relationship.value; }
+function chosenGroup() { return talkingTo.hidden ? undefined : groupChat.checked; }
 
 function settings() {
   const number = (id) => { const v = document.getElementById(id).value; return v === "" ? undefined : Number(v); };
-  return { temperature: number("temperature"), top_p: number("top-p"), max_tokens: number("max-tokens"), seed: number("seed"), relationship: chosenRelationship() };
+  return { temperature: number("temperature"), top_p: number("top-p"), max_tokens: number("max-tokens"), seed: number("seed"), relationship: chosenRelationship(), group: chosenGroup() };
 }
 
 // The error a failed API response carries (its OpenAI error message).
@@ -96,11 +98,12 @@ document.getElementById("compose").addEventListener("submit", async (event) => {
   const node = replyGroup();
   node.dataset.state = "streaming";
   const label = chosenRelationship();
+  const group = chosenGroup();
   try {
     const reply = await streamReply(node);
     if (reply) {
       history.push({ role: "assistant", content: reply });
-      feedbackControls(node, history, history.length - 1, label);
+      feedbackControls(node, history, history.length - 1, label, group);
     }
   } catch (error) {
     if (error.name !== "AbortError") note("error: " + error.message);
@@ -113,7 +116,7 @@ document.getElementById("compose").addEventListener("submit", async (event) => {
 });
 
 // 👍 and ✎ under a reply: `conversation[index]` is the reply; what precedes it is the context the feedback carries.
-function feedbackControls(node, conversation, index, label) {
+function feedbackControls(node, conversation, index, label, group) {
   const original = conversation[index].content;
   const controls = document.createElement("div");
   controls.className = "feedback";
@@ -122,7 +125,7 @@ function feedbackControls(node, conversation, index, label) {
   const edit = button("✎", "Correct this reply", "edit");
   controls.append(good, edit);
   node.after(controls);
-  const post = (fields) => postJSON("/v1/feedback", { messages: conversation.slice(0, index), relationship: label, reply: original, ...fields });
+  const post = (fields) => postJSON("/v1/feedback", { messages: conversation.slice(0, index), relationship: label, group, reply: original, ...fields });
   good.addEventListener("click", async () => {
     good.disabled = true;
     try {
@@ -219,4 +222,5 @@ async function loadRelationships() {
 
 document.getElementById("new-conversation").addEventListener("click", () => startOver("New conversation."));
 relationship.addEventListener("change", () => startOver(`New conversation: talking to ${relationship.value}.`));
+groupChat.addEventListener("change", () => startOver(groupChat.checked ? "New conversation: a group chat." : "New conversation."));
 loadRelationships();
