@@ -47,6 +47,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="model preset (default: tiny)")
     parser.add_argument("--steps", type=int, default=96, help="steps of a parent run (and of the fresh run)")
     parser.add_argument("--child-steps", type=int, default=48, help="steps of the run continued with corrections")
+    parser.add_argument("--pretrain-steps", type=int, default=None, help="the tiny model's pretraining steps (default: its preset's)")
     parser.add_argument("--lr", type=float, default=None, help=f"learning rate (default: {TINY_LR} on tiny, the preset's otherwise)")
     parser.add_argument("--corrections", type=int, default=40, help="corrections the simulated owner makes")
     parser.add_argument("--label", default="family", help="the label the owner corrects")
@@ -71,6 +72,8 @@ def common_overrides(args: argparse.Namespace, work: Path, steps: int, val_every
     ]
     if args.model:
         overrides.append(f"model={args.model}")
+    if args.pretrain_steps is not None:
+        overrides.append(f"model.tiny.pretrain_steps={args.pretrain_steps}")
     lr = args.lr if args.lr is not None else (TINY_LR if args.model in (None, "tiny") else None)
     if lr is not None:
         overrides.append(f"optimizer.lr={lr}")
