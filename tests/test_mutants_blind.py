@@ -485,10 +485,9 @@ def whatsapp_exports(folder: Path) -> Path:
 
 def prepare_run(root: Path) -> Path:
     """A run folder recording a real prepared dataset of those chats (no training: the blind test reads data only)."""
-    from tests.helpers import tiny_cfg
-
     from replica.prepare.store import RUN_RECORD
     from replica.training.inputs import prepare_run_dataset
+    from tests.helpers import tiny_cfg
 
     exports = whatsapp_exports(root / "exports")
     cfg = tiny_cfg(root, [f"data.exports=[{exports}]", "data.me=['Sam Rivera']",

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from replica.prepare.pii import PiiMasker, iban_is_valid, luhn_is_valid, pii_values, regions_seen
+from replica.prepare.pii import (
+    PiiMasker,
+    iban_is_valid,
+    luhn_is_valid,
+    pii_values,
+    regions_seen,
+)
 from replica.prepare.pii_patterns import phone_shaped
 
 
