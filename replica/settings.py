@@ -260,6 +260,8 @@ class FeedbackSection:
     """How a run continued with `from_run=` learns its parent's feedback (`replica chat` /fix, the web chat, the API)."""
 
     weight: float = setting(3.0, rule=number("a number >= 0 (0: corrections are not learned)", lambda v: v >= 0))
+    # the share of train rows feedback makes up: each entry is repeated as often as that takes (at least once)
+    share: float = setting(0.25, rule=number("a number in [0, 1) (0: each entry once)", lambda v: 0 <= v < 1))
     include_good: bool = setting(True, rule=BOOLEAN)  # replies marked good are learned too, at the same weight
     preference: bool = setting(False, rule=BOOLEAN)  # also a DPO loss on correction-over-reply pairs
     beta: float = setting(0.1, rule=number("a number > 0", lambda v: v > 0))  # DPO's KL strength

@@ -69,6 +69,17 @@ def test_a_from_run_that_is_not_a_run_folder_is_one_clear_error(tmp_path):
         with_parent_overrides([f"from_run={tmp_path / 'nothing'}"])
 
 
+def test_feedback_is_repeated_to_make_up_its_share_of_the_train_rows():
+    from replica.training.lineage import feedback_examples
+
+    rows = [{"target": f"reply {n}"} for n in range(40)]
+    # 40 corrections among 1,045 chat replies, a quarter of the rows: 9 copies each (360 of 1,405 rows, 25.6%)
+    learned = feedback_examples(rows, weight=3.0, share=0.25, chat_examples=1045)
+    assert len(learned) == 360 and {row["weight"] for row in learned} == {3.0}
+    assert len(feedback_examples(rows, weight=3.0, share=0.0, chat_examples=1045)) == 40
+    assert feedback_examples(rows, weight=0.0, share=0.25, chat_examples=1045) == []
+
+
 # ---- DPO's loss, computed by hand --------------------------------------------------------------------------------
 def test_dpo_loss_and_margin_match_the_formula():
     policy = torch.tensor([[-1.0, -3.0], [-2.0, -2.0]])
@@ -155,6 +166,10 @@ def test_a_continued_run_learns_its_parents_feedback_masked_private_and_with_dpo
     learned = child / "feedback" / "learned.jsonl"
     rows = read_jsonl(learned)
     assert summary["feedback_examples"] == 3  # two corrections, one reply marked good
+    # repeated to make up a quarter of the train rows (feedback.share=0.25): 3 x r >= (chat rows + 3 x r) / 4
+    record = json.loads((child / "dataset.json").read_text(encoding="utf-8"))
+    chat_rows = len(read_jsonl(Path(record["dir"]) / "train.jsonl"))
+    assert summary["feedback_rows"] == 3 * math.ceil(chat_rows / 9)
     targets = sorted(row["target"] for row in rows)
     assert targets[0] == "Of course, see you Sunday!" and targets[2] == "yeah in 10"
     assert re.fullmatch(r"Yes <NAME_\d+>, I'll be there by noon\.", targets[1])  # Mum is a contact of the exports

@@ -63,6 +63,7 @@ TRAIN_SETTINGS = {
     "generation.engine": ("vllm", "transformers"),
     "generation.engine_quant": ("q4", "f16"),
     "feedback.weight": ("-1", "0"),
+    "feedback.share": ("1", "0.5"),
     "feedback.include_good": ("maybe", "false"),
     "feedback.preference": ("maybe", "true"),
     "feedback.beta": ("0", "0.5"),

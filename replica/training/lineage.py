@@ -5,13 +5,15 @@
   as a new content-addressed dataset whose examples that RUN's dataset held keep their split there
   (`data.keep_splits_of`): RUN's test examples stay held out, so before/after comparisons stay honest.
 - Weights: the new run's LoRA starts from RUN's exported adapter; optimizer and schedule start fresh.
-- Feedback: RUN's corrections (and replies marked good) become weighted train examples (`feedback.weight`), and
+- Feedback: RUN's corrections (and replies marked good) become weighted train examples (`feedback.weight`), repeated
+  to make up `feedback.share` of the train rows, and
   with `feedback.preference=true` correction-over-reply pairs for a DPO loss; they are fixed for the run in
   `<run>/feedback/learned.jsonl` (private, like the store), so a resumed run learns exactly the same.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +145,11 @@ def _parent_learned(parent: Parent) -> list[dict]:
     return read_jsonl(path) if path.is_file() else []
 
 
-def weighted(rows: list[dict], weight: float) -> list[dict]:
-    """Feedback rows as train examples of weight `weight` (none at weight 0)."""
-    return [{**row, "weight": weight} for row in rows] if weight > 0 else []
+def feedback_examples(rows: list[dict], weight: float, share: float, chat_examples: int) -> list[dict]:
+    """Feedback rows as train examples of loss weight `weight`, each repeated as often as needed for feedback to be
+    about `share` of the train rows (at least once each): a handful of corrections among thousands of chat replies
+    would otherwise be met once an epoch, or not at all in a short continued run. None at weight 0."""
+    if weight <= 0 or not rows:
+        return []
+    repeats = max(1, math.ceil(share * chat_examples / ((1 - share) * len(rows)))) if share > 0 else 1
+    return [{**row, "weight": weight} for _ in range(repeats) for row in rows]

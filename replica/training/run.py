@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from callbacks import AdapterCheckpoint, StopAtStep
 from callbacks.adapter_checkpoint import exported_step
-from replica.atomic import write_json, write_text
+from replica.atomic import read_jsonl, write_json, write_text
 from replica.config import hide_relationship_names, normalize, validate
 from replica.errors import ReplicaInputError
 from replica.feedback.store import FEEDBACK_DIR
@@ -27,7 +27,12 @@ from replica.model.memory import return_freed_buffers_to_the_system
 from replica.prepare.store import RUN_RECORD
 from replica.privacy import display_path
 from replica.training.inputs import RunInputs, resolve_inputs
-from replica.training.lineage import Parent, continue_from, learned_feedback, weighted
+from replica.training.lineage import (
+    Parent,
+    continue_from,
+    feedback_examples,
+    learned_feedback,
+)
 from replica.training.module import LABEL_LOSS, ReplicaModule
 from replica.training.preference import Preference, encode_pairs
 from replica.training.quiet import silence_third_party_notices
@@ -116,8 +121,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     inputs = resolve_inputs(cfg, output_dir / RUN_RECORD, build=_is_rank_zero(),  # other ranks open rank 0's dataset
                             base_path=parent.base_path(cfg) if parent else None)
     learned = learned_feedback(output_dir, parent, cfg)
-    datamodule = instantiate(cfg.datamodule, _partial_=True)(
-        dataset=inputs.dataset, formatter=inputs.formatter, extra_train=weighted(learned, float(cfg.feedback.weight)))
+    chat_train = len(read_jsonl(inputs.dataset.split_path("train")))
+    extra = feedback_examples(learned, float(cfg.feedback.weight), float(cfg.feedback.share), chat_train)
+    datamodule = instantiate(cfg.datamodule, _partial_=True)(dataset=inputs.dataset, formatter=inputs.formatter,
+                                                            extra_train=extra)
     module = build_module(cfg, inputs, parent if ckpt_path is None else None, [r for r in learned if "rejected" in r])
     callbacks: list[Callback] = instantiate_all(
         cfg.get("callbacks"),
@@ -139,8 +146,9 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         write_resume_key(output_dir, cfg)
     interrupted = _fit(trainer, module, datamodule, ckpt_path)
     _validate_final_weights(trainer, module, datamodule, checkpoint, interrupted)
+    lineage = {"from_run": cfg.get("from_run"), "feedback_examples": len(learned), "feedback_rows": len(extra)}
     summary = _summary(trainer, module, datamodule, checkpoint, time.perf_counter() - started, ckpt_path, interrupted,
-                       cfg.get("from_run"))
+                       lineage)
     if trainer.is_global_zero:
         write_json(output_dir / SUMMARY_FILE, summary)
         print("\n".join(report_lines(summary, output_dir)), flush=True)
@@ -224,7 +232,7 @@ def stop_reason(trainer: Trainer, interrupted: bool) -> str:
 
 
 def _summary(trainer: Trainer, module: ReplicaModule, datamodule, checkpoint: AdapterCheckpoint, seconds: float,
-             resumed_from: str | None, interrupted: bool, from_run: str | None = None) -> dict:
+             resumed_from: str | None, interrupted: bool, lineage: dict[str, Any] | None = None) -> dict:
     """summary.json: the latest logged metrics, the initial ones, the best checkpoint and the exported adapter."""
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     initial = module.initial_metrics
@@ -249,8 +257,7 @@ def _summary(trainer: Trainer, module: ReplicaModule, datamodule, checkpoint: Ad
         "examples": {split: len(rows) for split, rows in datamodule.encoded.items()},
         "dropped_examples": datamodule.dropped,
         "base_model": module.base_path,
-        "from_run": from_run,
-        "feedback_examples": len(datamodule.extra_train),
+        **(lineage or {"from_run": None}),  # from_run, feedback_examples (entries), feedback_rows (with repeats)
         **by_relationship(initial, metrics),
     }
 
