@@ -54,7 +54,7 @@ def kept_sessions(examples: list[dict], kept: Mapping[str, str]) -> dict[str, st
     holding examples of several splits goes to the last of them (test before val before train), so an example
     another dataset held out is never trained on here."""
     fixed: dict[str, str] = {}
-    for example in examples:
+    for example in examples if kept else ():
         split = kept.get(example_key(example))
         if split is not None and SPLITS.index(split) >= SPLITS.index(fixed.get(example["session"], SPLITS[0])):
             fixed[example["session"]] = split
