@@ -51,8 +51,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=None, help=f"learning rate (default: {TINY_LR} on tiny, the preset's otherwise)")
     parser.add_argument("--corrections", type=int, default=40, help="corrections the simulated owner makes")
     parser.add_argument("--label", default="family", help="the label the owner corrects")
-    parser.add_argument("--habit", default="🌻", help="what every correction ends with (absent from the chats)")
+    parser.add_argument("--habit", default="xoxo", help="what every correction ends with (absent from the chats)")
     parser.add_argument("--weight", type=float, default=3.0, help="feedback.weight of the continued run")
+    parser.add_argument("--lr-scale", type=float, default=None, help="from_run_lr_scale of the continued runs (default: the config's)")
     parser.add_argument("--preference", action="store_true", help="also train the DPO loss (feedback.preference=true)")
     parser.add_argument("--contexts", type=int, default=40, help="held-out contexts per label for the habit rate")
     parser.add_argument("--samples", type=int, default=2, help="sampled replies per held-out context")
@@ -78,6 +79,10 @@ def common_overrides(args: argparse.Namespace, work: Path, steps: int, val_every
     if lr is not None:
         overrides.append(f"optimizer.lr={lr}")
     return overrides
+
+
+def lr_scale(args: argparse.Namespace) -> list[str]:
+    return [] if args.lr_scale is None else [f"from_run_lr_scale={args.lr_scale}"]
 
 
 def train(run_dir: Path, overrides: Sequence[str]) -> tuple[dict, float]:
@@ -230,7 +235,7 @@ def corrections_experiment(args: argparse.Namespace, work: Path) -> dict:
     child = work / "runs" / "child"
     child_overrides = [f"from_run={parent}", f"trainer.max_steps={args.child_steps}",
                        f"trainer.val_check_interval={args.child_steps}", f"feedback.weight={args.weight}",
-                       f"feedback.preference={str(args.preference).lower()}"]
+                       f"feedback.preference={str(args.preference).lower()}", *lr_scale(args)]
     summary, child_minutes = train(child, child_overrides)
     after = habit_rates(child, held_out, args)
     return {
@@ -258,7 +263,7 @@ def continued_experiment(args: argparse.Namespace, work: Path) -> dict:
     _, parent_minutes = train(parent, [*base, f"data.exports=[{old}]"])
     child = work / "runs" / "continued"
     _, child_minutes = train(child, [f"from_run={parent}", f"data.exports=[{ENGLISH}]",
-                                     f"trainer.val_check_interval={val_every}"])
+                                     f"trainer.val_check_interval={val_every}", *lr_scale(args)])
     recorded = json.loads((child / "dataset.json").read_text(encoding="utf-8"))["data"]
     fresh = work / "runs" / "fresh"
     _, fresh_minutes = train(fresh, [*base, f"data.exports=[{','.join(recorded['exports'])}]",

@@ -312,6 +312,7 @@ RUN_RULES: dict[str, Rule] = {
     "trainer.check_val_every_n_epoch": Rule(lambda v: v is None or (is_int(v) and v > 0), "a positive integer or null"),
     "trainer.gradient_clip_val": Rule(lambda v: v is None or (is_number(v) and v >= 0), "a number >= 0 or null"),
     "optimizer.lr": number("a number > 0, e.g. 2e-4", lambda v: v > 0),
+    "from_run_lr_scale": number("a number in (0, 1] (1: the parent's learning rate)", lambda v: 0 < v <= 1),
     "optimizer.weight_decay": number("a number >= 0", lambda v: v >= 0),
     "datamodule.batch_size": POSITIVE,
     "datamodule.eval_batch_size": POSITIVE,

@@ -78,6 +78,7 @@ TRAIN_SETTINGS = {
     "trainer.check_val_every_n_epoch": ("0", "null"),
     "trainer.gradient_clip_val": ("-1", "1.0"),
     "optimizer.lr": ("0", "1e-4"),
+    "from_run_lr_scale": ("0", "1"),
     "optimizer.weight_decay": ("-0.1", "0.01"),
     "datamodule.batch_size": ("0", "4"),
     "datamodule.eval_batch_size": ("0", "4"),

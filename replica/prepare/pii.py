@@ -21,7 +21,9 @@ import phonenumbers
 from replica.prepare import pii_patterns as patterns
 from replica.prepare.names import NameIndex, fold
 from replica.prepare.pii_patterns import iban_is_valid, luhn_is_valid
-from replica.settings import MaskSection as MaskOptions  # one definition of the mask switches
+from replica.settings import (
+    MaskSection as MaskOptions,  # one definition of the mask switches
+)
 
 __all__ = ["MaskOptions", "PiiMasker", "PrivateValues", "iban_is_valid", "luhn_is_valid", "pii_values", "regions_seen"]
 

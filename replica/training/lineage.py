@@ -4,7 +4,8 @@
 - Data: RUN's exports plus any new `data.exports` (a message in both is counted once by the overlap check), built
   as a new content-addressed dataset whose examples that RUN's dataset held keep their split there
   (`data.keep_splits_of`): RUN's test examples stay held out, so before/after comparisons stay honest.
-- Weights: the new run's LoRA starts from RUN's exported adapter; optimizer and schedule start fresh.
+- Weights: the new run's LoRA starts from RUN's exported adapter; optimizer and schedule start fresh, at
+  `from_run_lr_scale` times the learning rate (a trained adapter is knocked back by a fresh warm-up to full rate).
 - Feedback: RUN's corrections (and replies marked good) become weighted train examples (`feedback.weight`), repeated
   to make up `feedback.share` of the train rows, and
   with `feedback.preference=true` correction-over-reply pairs for a DPO loss; they are fixed for the run in
@@ -93,6 +94,7 @@ def continue_from(cfg: DictConfig) -> Parent | None:
         cfg[FROM_RUN] = str(info.run_dir.resolve())
         cfg.data.exports = exports
         cfg.data.keep_splits_of = str(dataset.dir)
+        cfg.optimizer.lr = float(cfg.optimizer.lr) * float(cfg.get("from_run_lr_scale", 1.0))
     return Parent(info, dataset.dir)
 
 
