@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import assert_one_line_error
+from tests.test_chat_merge import printed_replies
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST, SECOND, THIRD = "Hello love, are you coming for lunch on sunday?", "Hello love, how was your week?", "ok x"
@@ -43,17 +44,6 @@ def replica(*args: str | Path, stdin: str | None = None) -> subprocess.Completed
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "replica.cli", *map(str, args)], input=stdin, capture_output=True,
                           text=True, cwd=ROOT, env=env, timeout=600, check=False)
-
-
-def printed_replies(stdout: str) -> list[str]:
-    """The chat's replies as printed: a `replica> ` line, plus the indented lines of its burst, one message a line."""
-    replies: list[str] = []
-    for line in stdout.splitlines():
-        if line.startswith("replica> "):
-            replies.append(line.removeprefix("replica> "))
-        else:
-            replies[-1] += "\n" + line.strip()
-    return replies
 
 
 def stored(run: Path) -> list[dict]:
