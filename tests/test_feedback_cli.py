@@ -137,6 +137,18 @@ def test_feedback_counts_lists_and_deletes(taught, tmp_path):
     assert stored(run) == [] and feedback() == ["no feedback yet"] and feedback("--list") == ["no feedback yet"]
 
 
+@pytest.mark.slow
+def test_feedback_reaches_neither_a_merge_nor_an_export(taught, tmp_path):
+    run = taught[0]
+    assert "Lovely week" in (run / "feedback" / "feedback.sqlite").read_bytes().decode("utf-8", "replace")
+    merged, exported = tmp_path / "merged", tmp_path / "gguf"
+    assert replica("merge", run, "--out", merged).returncode == 0
+    assert replica("export", run, "--gguf", "--out", exported).returncode == 0
+    written = [path for folder in (merged, exported) for path in folder.rglob("*") if path.is_file()]
+    assert written and not [path for path in written if "feedback" in path.name]
+    assert not [path for path in written if b"Lovely week" in path.read_bytes()]
+
+
 def test_a_merged_folder_keeps_its_own_feedback(tmp_path):
     from replica.feedback.store import FeedbackStore
 
