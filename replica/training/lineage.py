@@ -7,9 +7,9 @@
 - Weights: the new run's LoRA starts from RUN's exported adapter; optimizer and schedule start fresh, at
   `from_run_lr_scale` times the learning rate (a trained adapter is knocked back by a fresh warm-up to full rate).
 - Feedback: RUN's corrections (and replies marked good) become weighted train examples (`feedback.weight`), repeated
-  to make up `feedback.share` of the train rows, and
-  with `feedback.preference=true` correction-over-reply pairs for a DPO loss; they are fixed for the run in
-  `<run>/feedback/learned.jsonl` (private, like the store), so a resumed run learns exactly the same.
+  to make up `feedback.share` of the train rows, and with `feedback.preference=true` correction-over-reply pairs for
+  a DPO loss; they are fixed for the run in `<run>/feedback/learned.jsonl` (private, like the store), so a resumed
+  run learns exactly the same.
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ class Parent:
     """The run a run continues from."""
 
     info: RunInfo
-    dataset_dir: Path
 
     @property
     def adapter_dir(self) -> Path:
@@ -95,7 +94,7 @@ def continue_from(cfg: DictConfig) -> Parent | None:
         cfg.data.exports = exports
         cfg.data.keep_splits_of = str(dataset.dir)
         cfg.optimizer.lr = float(cfg.optimizer.lr) * float(cfg.get("from_run_lr_scale", 1.0))
-    return Parent(info, dataset.dir)
+    return Parent(info)
 
 
 def _check_same_shape(cfg: DictConfig, parent: dict[str, Any]) -> None:
